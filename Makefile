@@ -1,0 +1,64 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything else is set-up they call.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+# The Lambda runtime is python3.13, and `sam build` needs a python3.13 on PATH: the venv provides it.
+PYTHON313 ?= $(shell for p in "$$(PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null)" $$(ls -1d $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13 2>/dev/null) python3.13; do "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { command -v "$$p"; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+CHECKOV_VENV := .venv-checkov
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: test demo bench lint typecheck template checkov pytest lock clean
+
+$(BIN)/.installed: requirements/dev.txt layers/shared/requirements.txt
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it, or set PYTHON313=/path/to/python3.13)"; exit 1; }
+	test -x $(BIN)/python3.13 || $(PYTHON313) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON313) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements/checkov.txt
+	touch $@
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+template: $(BIN)/.installed
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sam validate --lint --region $(AWS_DEFAULT_REGION)
+	$(BIN)/sam build --cached --parallel
+
+checkov: $(CHECKOV_VENV)/.installed
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation --file template.yaml --skip-download
+
+pytest: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+test: lint typecheck template checkov pytest
+
+demo: $(BIN)/.installed
+	$(BIN)/python local/demo.py
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench
+
+# Re-pin requirements/dev.txt from requirements/dev.in (needs the network to PyPI).
+lock:
+	rm -rf .venv-lock && $(PYTHON313) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet -r requirements/dev.in
+	{ echo "# Generated from requirements/dev.in with pip freeze on Python 3.13 (make lock). Do not edit by hand."; \
+	  .venv-lock/bin/pip freeze --exclude pip --exclude setuptools --exclude wheel; } > requirements/dev.txt
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,106 @@
+"""Settings of each function, parsed once at cold start from its environment variables.
+
+A missing or malformed variable raises ConfigurationError naming it; logic code never reads
+os.environ. Plain dataclasses: no validation library, to keep the cold start short.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from killb_broker.errors import ConfigurationError
+
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def secure_base_url(url: str) -> str:
+    """The KillB API root without a trailing slash; https only, except to a loopback host."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in {"https", "http"} or not parts.hostname:
+        raise ValueError("must be an absolute https:// URL")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ValueError("must use https:// (plain http is allowed only to a loopback host)")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must not carry a query, a fragment or user info")
+    return url.strip().rstrip("/")
+
+
+def _required(environ: Mapping[str, str], name: str) -> str:
+    value = environ.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(name, "is required but not set")
+    return value
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(name, "must be a whole number of seconds") from None
+    if not low <= value <= high:
+        raise ConfigurationError(name, f"must be between {low} and {high}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RefresherConfig:
+    killb_base_url: str
+    credentials_secret_id: str
+    session_secret_id: str
+    access_token_secret_id: str
+    refresh_window_seconds: int = 1800
+    login_backoff_seconds: int = 900
+    killb_timeout_seconds: int = 10
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> RefresherConfig:
+        try:
+            base_url = secure_base_url(_required(environ, "KILLB_BASE_URL"))
+        except ValueError as error:
+            raise ConfigurationError("KILLB_BASE_URL", str(error)) from None
+        return cls(
+            killb_base_url=base_url,
+            credentials_secret_id=_required(environ, "CREDENTIALS_SECRET_ID"),
+            session_secret_id=_required(environ, "SESSION_SECRET_ID"),
+            access_token_secret_id=_required(environ, "ACCESS_TOKEN_SECRET_ID"),
+            # A token lives 3600 s: a window of 3600 or more would refresh on every run.
+            refresh_window_seconds=_seconds(environ, "REFRESH_WINDOW_SECONDS", 1800, 60, 3300),
+            login_backoff_seconds=_seconds(environ, "LOGIN_BACKOFF_SECONDS", 900, 0, 86400),
+            killb_timeout_seconds=_seconds(environ, "KILLB_TIMEOUT_SECONDS", 10, 1, 60),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    access_token_secret_id: str
+    refresher_function_name: str | None = None
+    allowed_principals: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> BrokerConfig:
+        principals = tuple(
+            arn.strip() for arn in environ.get("ALLOWED_PRINCIPALS", "").split(",") if arn.strip()
+        )
+        for arn in principals:
+            if not arn.startswith("arn:") or arn.count(":") < 5:
+                raise ConfigurationError("ALLOWED_PRINCIPALS", "must be comma-separated IAM ARNs")
+        return cls(
+            access_token_secret_id=_required(environ, "ACCESS_TOKEN_SECRET_ID"),
+            refresher_function_name=environ.get("REFRESHER_FUNCTION_NAME", "").strip() or None,
+            allowed_principals=principals,
+        )

@@ -1,0 +1,98 @@
+"""The broker's own exception types. Messages never hold a secret: they name things, not values.
+
+    BrokerError
+    ├── ConfigurationError        a setting is missing or malformed; names the variable
+    ├── KillBError                KillB refused or could not answer (status, error_code)
+    │   ├── InvalidCredentials    the login was refused (AUTH.0001, or 401 at login)
+    │   ├── TokenRejected         the refresh token was refused (401/403, AUTH.0002, AUTH.0003)
+    │   └── KillBUnavailable      5xx, timeout, dropped connection, after the retries
+    │       ├── RateLimited       429; retry_after in seconds when KillB sent Retry-After
+    │       └── UnexpectedResponse  an answer that is not the JSON KillB documents
+    ├── StoreError                Secrets Manager refused or failed; names the secret
+    │   ├── SecretAccessDenied
+    │   └── SecretNotFound
+    └── TokenUnavailable          the broker has no token valid long enough; retry_after
+"""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigurationError(BrokerError):
+    """A setting (environment variable) is missing or malformed."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+class KillBError(BrokerError):
+    """KillB refused a request or could not answer it."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, error_code: str | None = None
+    ) -> None:
+        details = ", ".join(
+            part for part in (f"HTTP {status}" if status else "", error_code or "") if part
+        )
+        super().__init__(f"{message} ({details})" if details else message)
+        self.status = status
+        self.error_code = error_code
+
+
+class InvalidCredentials(KillBError):
+    """KillB refused the email and password (AUTH.0001)."""
+
+
+class TokenRejected(KillBError):
+    """KillB refused the refresh token: expired, invalid or already used."""
+
+
+class KillBUnavailable(KillBError):
+    """KillB did not give a usable answer, after the client's retries."""
+
+
+class RateLimited(KillBUnavailable):
+    """KillB answered 429 until the retries ran out."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = 429,
+        error_code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, error_code=error_code)
+        self.retry_after = retry_after
+
+
+class UnexpectedResponse(KillBUnavailable):
+    """KillB answered with a body that is not the JSON it documents."""
+
+
+class StoreError(BrokerError):
+    """Secrets Manager refused or failed a read or write; the message names the secret."""
+
+    def __init__(self, message: str, *, secret_id: str) -> None:
+        super().__init__(f"{message}: {secret_id}")
+        self.secret_id = secret_id
+
+
+class SecretAccessDenied(StoreError):
+    """This function's role may not read or write the secret."""
+
+
+class SecretNotFound(StoreError):
+    """The secret does not exist (or was deleted)."""
+
+
+class TokenUnavailable(BrokerError):
+    """No access token valid for the caller's minTtl can be had now."""
+
+    def __init__(self, reason: str, *, retry_after: int) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after

@@ -1,0 +1,102 @@
+"""The domain's values: KillB's token set, the access token the broker hands out, the credentials.
+
+Secret fields are excluded from repr, so a value can be logged or shown in a traceback safely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+def fingerprint(token: str) -> str:
+    """The first 12 hex digits of the token's SHA-256: tells tokens apart in logs, reveals nothing."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+class TokenState(StrEnum):
+    """google-auth's three states of a token, against the refresh window."""
+
+    FRESH = "fresh"  # more than the refresh window left: use it, do nothing
+    STALE = "stale"  # still valid, but inside the refresh window: use it, and refresh
+    INVALID = "invalid"  # expired: never hand it out
+
+
+def token_state(expires_at: int, now: float, refresh_window: int) -> TokenState:
+    left = expires_at - now
+    if left <= 0:
+        return TokenState.INVALID
+    if left <= refresh_window:
+        return TokenState.STALE
+    return TokenState.FRESH
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSet:
+    """What a KillB login or refresh returns, with an absolute expiry (Unix seconds)."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_at: int
+    obtained_at: int
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.access_token)
+
+    def state(self, now: float, refresh_window: int) -> TokenState:
+        return token_state(self.expires_at, now, refresh_window)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """What the access-token secret holds and the broker hands out: never the refresh token."""
+
+    token: str = field(repr=False)
+    expires_at: int
+    api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.token)
+
+    def seconds_left(self, now: float) -> int:
+        return int(self.expires_at - now)
+
+    @classmethod
+    def from_token_set(cls, tokens: TokenSet, api_key: str | None) -> AccessToken:
+        return cls(token=tokens.access_token, expires_at=tokens.expires_at, api_key=api_key)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The operator's KillB login, from the credentials secret; version_id tells a rotation."""
+
+    email: str = field(repr=False)
+    password: str = field(repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    version_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoginBackoff:
+    """KillB refused these credentials at this time: no new login until the backoff ends."""
+
+    rejected_at: int
+    credentials_version: str
+
+    def blocks(self, now: float, backoff_seconds: int, credentials_version: str) -> bool:
+        """True while a login with the same credentials version is still inside the backoff."""
+        return (
+            credentials_version == self.credentials_version
+            and now < self.rejected_at + backoff_seconds
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """The session secret: the latest token set (if any) and the login backoff (if any)."""
+
+    tokens: TokenSet | None = None
+    login_backoff: LoginBackoff | None = None
