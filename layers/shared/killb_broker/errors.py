@@ -1,17 +1,17 @@
 """The broker's own exception types. Messages never hold a secret: they name things, not values.
 
-    BrokerError
-    ├── ConfigurationError        a setting is missing or malformed; names the variable
-    ├── KillBError                KillB refused or could not answer (status, error_code)
-    │   ├── InvalidCredentials    the login was refused (AUTH.0001, or 401 at login)
-    │   ├── TokenRejected         the refresh token was refused (401/403, AUTH.0002, AUTH.0003)
-    │   └── KillBUnavailable      5xx, timeout, dropped connection, after the retries
-    │       ├── RateLimited       429; retry_after in seconds when KillB sent Retry-After
-    │       └── UnexpectedResponse  an answer that is not the JSON KillB documents
-    ├── StoreError                Secrets Manager refused or failed; names the secret
-    │   ├── SecretAccessDenied
-    │   └── SecretNotFound
-    └── TokenUnavailable          the broker has no token valid long enough; retry_after
+BrokerError
+├── ConfigurationError        a setting is missing or malformed; names the variable
+├── KillBError                KillB refused or could not answer (status, error_code)
+│   ├── InvalidCredentials    the login was refused (AUTH.0001, or 401 at login)
+│   ├── TokenRejected         the refresh token was refused (401/403, AUTH.0002, AUTH.0003)
+│   └── KillBUnavailable      5xx, timeout, dropped connection, after the retries
+│       ├── RateLimited       429; retry_after in seconds when KillB sent Retry-After
+│       └── UnexpectedResponse  an answer that is not the JSON KillB documents
+├── StoreError                Secrets Manager refused or failed; names the secret
+│   ├── SecretAccessDenied
+│   └── SecretNotFound
+└── TokenUnavailable          the broker has no token valid long enough; retry_after
 """
 
 from __future__ import annotations

@@ -6,12 +6,13 @@ Secret fields are excluded from repr, so a value can be logged or shown in a tra
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 
 def fingerprint(token: str) -> str:
-    """The first 12 hex digits of the token's SHA-256: tells tokens apart in logs, reveals nothing."""
+    """The first 12 hex digits of the token's SHA-256: tells tokens apart in logs, safely."""
     return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
@@ -67,6 +68,29 @@ class AccessToken:
     @classmethod
     def from_token_set(cls, tokens: TokenSet, api_key: str | None) -> AccessToken:
         return cls(token=tokens.access_token, expires_at=tokens.expires_at, api_key=api_key)
+
+    def to_secret_string(self) -> str:
+        """The access-token secret's JSON: the token, its expiry, the API key if there is one."""
+        value: dict[str, str | int] = {"accessToken": self.token, "expiresAt": self.expires_at}
+        if self.api_key:
+            value["apiKey"] = self.api_key
+        return json.dumps(value, separators=(",", ":"))
+
+    @classmethod
+    def from_secret_string(cls, secret_string: str | None) -> AccessToken | None:
+        """The token in the access-token secret, or None for a placeholder or malformed value."""
+        try:
+            value = json.loads(secret_string or "")
+        except ValueError:
+            return None
+        if not isinstance(value, dict):
+            return None
+        token, expires_at, api_key = (value.get(k) for k in ("accessToken", "expiresAt", "apiKey"))
+        if not isinstance(token, str) or not token or type(expires_at) is not int:
+            return None
+        if api_key is not None and not isinstance(api_key, str):
+            return None
+        return cls(token=token, expires_at=expires_at, api_key=api_key or None)
 
 
 @dataclass(frozen=True, slots=True)
