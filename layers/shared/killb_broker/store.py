@@ -1,0 +1,206 @@
+"""The token store: the three Secrets Manager secrets (credentials, session, access token) as
+domain values. It knows nothing of KillB's HTTP, and never logs or raises a secret's value."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from killb_broker.errors import SecretAccessDenied, SecretNotFound, StoreError
+from killb_broker.tokens import AccessToken, Credentials, LoginBackoff, Session, TokenSet
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+# Any fixed namespace will do: it only has to be the same on every run, so that the same value
+# always gets the same ClientRequestToken.
+REQUEST_TOKEN_NAMESPACE = uuid.UUID("5b0e8f39-4a0c-5d4e-9c61-6b8a3f2d7e10")
+CURRENT = "AWSCURRENT"
+# How many times a write may find its value already stored as an older version (see _put).
+MAX_SUPERSEDED_VERSIONS = 3
+
+
+def secretsmanager_client() -> SecretsManagerClient:
+    """A Secrets Manager client whose throttling and transient errors botocore retries itself.
+
+    No endpoint_url on purpose: boto3 reads AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_SECRETSMANAGER,
+    which is how the functions run unchanged against a local Secrets Manager.
+    """
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=5
+    )
+    return boto3.client("secretsmanager", config=config)
+
+
+def request_token(secret_string: str, *, superseded: int = 0) -> str:
+    """The ClientRequestToken for writing this value: the same value always gets the same token,
+    so a retried write creates no second version."""
+    token = str(
+        uuid.uuid5(REQUEST_TOKEN_NAMESPACE, hashlib.sha256(secret_string.encode()).hexdigest())
+    )
+    for _ in range(superseded):
+        token = str(uuid.uuid5(REQUEST_TOKEN_NAMESPACE, token))
+    return token
+
+
+@contextmanager
+def _secrets_manager(action: str, secret_id: str) -> Iterator[None]:
+    """AWS errors as the store's own, naming the secret; `from None` because botocore's
+    parameter errors may quote the value."""
+    try:
+        yield
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        if code == "AccessDeniedException":
+            raise SecretAccessDenied(f"{action}: access denied", secret_id=secret_id) from None
+        if code == "ResourceNotFoundException":
+            raise SecretNotFound(
+                f"{action}: no such secret or value", secret_id=secret_id
+            ) from None
+        raise StoreError(f"{action} failed ({code})", secret_id=secret_id) from None
+    except BotoCoreError as error:
+        raise StoreError(f"{action} failed ({type(error).__name__})", secret_id=secret_id) from None
+
+
+class TokenStore:
+    """Reads the credentials, session and access-token secrets; writes the last two."""
+
+    def __init__(
+        self,
+        client: SecretsManagerClient,
+        *,
+        credentials_secret_id: str,
+        session_secret_id: str,
+        access_token_secret_id: str,
+    ) -> None:
+        self._client = client
+        self.credentials_secret_id = credentials_secret_id
+        self.session_secret_id = session_secret_id
+        self.access_token_secret_id = access_token_secret_id
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenStore(credentials={self.credentials_secret_id!r}, "
+            f"session={self.session_secret_id!r}, access_token={self.access_token_secret_id!r})"
+        )
+
+    def read_credentials(self) -> Credentials | None:
+        """The operator's login, or None when the secret holds no non-empty email and password."""
+        secret_string, version_id = self._get(self.credentials_secret_id)
+        return credentials_from_json(secret_string, version_id)
+
+    def read_session(self) -> Session:
+        """The latest token set and login backoff; an empty Session for a placeholder value."""
+        secret_string, _ = self._get(self.session_secret_id)
+        return session_from_json(secret_string)
+
+    def read_access_token(self) -> AccessToken | None:
+        secret_string, _ = self._get(self.access_token_secret_id)
+        return AccessToken.from_secret_string(secret_string)
+
+    def write_session(self, session: Session) -> None:
+        self._put(self.session_secret_id, session_to_json(session))
+
+    def write_access_token(self, token: AccessToken) -> None:
+        self._put(self.access_token_secret_id, token.to_secret_string())
+
+    def _get(self, secret_id: str) -> tuple[str | None, str]:
+        with _secrets_manager("GetSecretValue", secret_id):
+            answer = self._client.get_secret_value(SecretId=secret_id)
+        return answer.get("SecretString"), answer["VersionId"]
+
+    def _put(self, secret_id: str, secret_string: str) -> None:
+        # Secrets Manager ignores a token it has seen with the same value, even when that version
+        # is no longer current (the value was replaced since, e.g. by hand). Such a write is
+        # followed by one with the next token of a fixed chain: still the same for a retry.
+        for superseded in range(MAX_SUPERSEDED_VERSIONS + 1):
+            with _secrets_manager("PutSecretValue", secret_id):
+                answer = self._client.put_secret_value(
+                    SecretId=secret_id,
+                    SecretString=secret_string,
+                    ClientRequestToken=request_token(secret_string, superseded=superseded),
+                )
+            if CURRENT in answer.get("VersionStages", [CURRENT]):
+                return
+        raise StoreError("PutSecretValue: the value stays superseded", secret_id=secret_id)
+
+
+def _json_object(secret_string: str | None) -> dict[str, Any] | None:
+    try:
+        value = json.loads(secret_string or "")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _whole(value: object) -> int | None:
+    return value if type(value) is int else None
+
+
+def credentials_from_json(secret_string: str | None, version_id: str) -> Credentials | None:
+    value = _json_object(secret_string) or {}
+    email, password = _text(value.get("email")), _text(value.get("password"))
+    if email is None or password is None:
+        return None
+    return Credentials(
+        email=email,
+        password=password,
+        api_key=_text(value.get("apiKey")),
+        version_id=version_id,
+    )
+
+
+def session_from_json(secret_string: str | None) -> Session:
+    value = _json_object(secret_string)
+    if value is None:
+        return Session()
+    access_token, refresh_token = _text(value.get("accessToken")), _text(value.get("refreshToken"))
+    expires_at = _whole(value.get("expiresAt"))
+    tokens = None
+    if access_token and refresh_token and expires_at is not None:
+        tokens = TokenSet(
+            access_token=access_token,
+            refresh_token=refresh_token,
+            expires_at=expires_at,
+            # A session written by hand may lack it; nothing decides on it.
+            obtained_at=_whole(value.get("obtainedAt")) or 0,
+        )
+    backoff = value.get("loginBackoff")
+    login_backoff = None
+    if isinstance(backoff, dict):
+        rejected_at, version = (
+            _whole(backoff.get("rejectedAt")),
+            _text(backoff.get("credentialsVersion")),
+        )
+        if rejected_at is not None and version is not None:
+            login_backoff = LoginBackoff(rejected_at=rejected_at, credentials_version=version)
+    return Session(tokens=tokens, login_backoff=login_backoff)
+
+
+def session_to_json(session: Session) -> str:
+    value: dict[str, object] = {}
+    if session.tokens is not None:
+        value |= {
+            "accessToken": session.tokens.access_token,
+            "refreshToken": session.tokens.refresh_token,
+            "expiresAt": session.tokens.expires_at,
+            "obtainedAt": session.tokens.obtained_at,
+        }
+    if session.login_backoff is not None:
+        value["loginBackoff"] = {
+            "rejectedAt": session.login_backoff.rejected_at,
+            "credentialsVersion": session.login_backoff.credentials_version,
+        }
+    return json.dumps(value, separators=(",", ":"))
