@@ -1,0 +1,21 @@
+"""Client for services that call the KillB credential broker: fresh KillB auth headers in one line.
+
+session.auth = BrokerAuth("https://abc123.execute-api.us-east-1.amazonaws.com/prod")
+"""
+
+from killb_broker_client.auth import BrokerAuth, get_auth_headers
+from killb_broker_client.errors import (
+    BrokerAccessDenied,
+    BrokerClientError,
+    BrokerRequestInvalid,
+    BrokerUnavailable,
+)
+
+__all__ = [
+    "BrokerAccessDenied",
+    "BrokerAuth",
+    "BrokerClientError",
+    "BrokerRequestInvalid",
+    "BrokerUnavailable",
+    "get_auth_headers",
+]

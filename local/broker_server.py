@@ -1,0 +1,269 @@
+"""A local stand-in for API Gateway: serves a broker handler over HTTP on a loopback port.
+
+Each HTTP request becomes a REST API proxy event (version 1.0) and the handler's answer is written
+back. For the demo and the tests only: a SigV4 signature is never checked, only noticed.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from killb_broker.config import is_loopback
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+STAGE = "local"
+SIGV4_PREFIX = "AWS4-HMAC-SHA256 "
+# What API Gateway answers when the integration itself fails (an exception in the handler).
+GATEWAY_ERROR = b'{"message": "Internal server error"}'
+
+
+class LambdaContext:
+    """What Powertools reads from a Lambda context; one per request, as Lambda gives."""
+
+    function_name = "local-broker"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:local-broker"
+
+    def __init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 29_000  # API Gateway's integration timeout
+
+
+def _caller_id(caller_arn: str) -> str:
+    """A plausible `identity.caller` for the ARN: the role id and session name, or a user id."""
+    resource = caller_arn.split(":", 5)[-1]
+    if resource.startswith("assumed-role/"):
+        return f"AROALOCALBROKERCALLER:{resource.rsplit('/', 1)[-1]}"
+    return "AIDALOCALBROKERCALLER"
+
+
+def _access_key(authorization: str) -> str | None:
+    """The access key id in a SigV4 Authorization header (Credential=KEY/date/region/...)."""
+    for part in authorization.removeprefix(SIGV4_PREFIX).split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "Credential":
+            return value.split("/", 1)[0] or None
+    return None
+
+
+def _header(headers: dict[str, list[str]], wanted: str) -> str | None:
+    for name, values in headers.items():
+        if name.lower() == wanted.lower() and values:
+            return values[-1]
+    return None
+
+
+def _identity(
+    headers: dict[str, list[str]], source_ip: str, caller_arn: str | None, account_id: str
+) -> dict[str, Any]:
+    """requestContext.identity as API Gateway fills it; all-null but sourceIp when unsigned."""
+    authorization = _header(headers, "Authorization") or ""
+    signed_by = caller_arn if authorization.startswith(SIGV4_PREFIX) else None
+    return {
+        "accountId": account_id if signed_by else None,
+        "accessKey": _access_key(authorization) if signed_by else None,
+        "caller": _caller_id(signed_by) if signed_by else None,
+        "user": _caller_id(signed_by) if signed_by else None,
+        "userArn": signed_by,
+        "sourceIp": source_ip,
+        "userAgent": _header(headers, "User-Agent"),
+        "apiKey": None,
+        "apiKeyId": None,
+        "cognitoAuthenticationProvider": None,
+        "cognitoAuthenticationType": None,
+        "cognitoIdentityId": None,
+        "cognitoIdentityPoolId": None,
+        "principalOrgId": None,
+    }
+
+
+def _single(values: dict[str, list[str]]) -> dict[str, str] | None:
+    """API Gateway's single-value view: the last value of each name, or None when empty."""
+    return {name: items[-1] for name, items in values.items()} or None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _IPv6Server(_Server):
+    address_family = socket.AF_INET6
+
+
+class BrokerServer:
+    """A running local API: `.base_url` to call, `.stop()` (or `with`) to end it."""
+
+    def __init__(
+        self, handler: Handler, *, host: str, port: int, caller_arn: str | None, account_id: str
+    ) -> None:
+        if not is_loopback(host):
+            raise ValueError("the local broker server listens on a loopback host only")
+        self._handler = handler
+        self._caller_arn = caller_arn
+        self._account_id = account_id
+        # A Lambda container handles one event at a time; so does this stand-in, which keeps
+        # handlers that hold per-event state (Powertools' resolver does) honest.
+        self._container = threading.Lock()
+        server_class = _IPv6Server if ":" in host else _Server
+        self._httpd = server_class((host, port), self._request_handler_class())
+        shown_host = f"[{host}]" if ":" in host else host
+        self.base_url = f"http://{shown_host}:{self._httpd.server_port}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="local-broker-server", daemon=True
+        )
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"BrokerServer(base_url={self.base_url!r})"
+
+    def __enter__(self) -> BrokerServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def event_for(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, list[str]],
+        body: bytes,
+        source_ip: str,
+    ) -> dict[str, Any]:
+        """The REST API proxy event (v1.0) API Gateway would send for this HTTP request."""
+        parts = urlsplit(target)
+        path = parts.path or "/"
+        query: dict[str, list[str]] = {}
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            query.setdefault(name, []).append(value)
+        try:
+            text, is_base64 = body.decode(), False
+        except UnicodeDecodeError:
+            text, is_base64 = base64.b64encode(body).decode(), True
+        now = datetime.now(UTC)
+        return {
+            "resource": "/{proxy+}",  # a catch-all route, as `sam local` and the contract say
+            "path": path,
+            "httpMethod": method,
+            "headers": _single(headers),
+            "multiValueHeaders": headers or None,
+            "queryStringParameters": _single(query),
+            "multiValueQueryStringParameters": query or None,
+            "pathParameters": {"proxy": path.lstrip("/")},
+            "stageVariables": None,
+            "requestContext": {
+                "resourceId": "local",
+                "resourcePath": "/{proxy+}",
+                "httpMethod": method,
+                "extendedRequestId": uuid.uuid4().hex[:16],
+                "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "requestTimeEpoch": int(time.time() * 1000),
+                "path": f"/{STAGE}{path}",
+                "accountId": self._account_id,
+                "protocol": "HTTP/1.1",
+                "stage": STAGE,
+                "domainPrefix": "localhost",
+                "domainName": "localhost",
+                "requestId": str(uuid.uuid4()),
+                "apiId": "local",
+                "identity": _identity(headers, source_ip, self._caller_arn, self._account_id),
+            },
+            "body": text or None,
+            "isBase64Encoded": is_base64,
+        }
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        with self._container:
+            return self._handler(event, LambdaContext())
+
+    def _request_handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class ProxyRequestHandler(BaseHTTPRequestHandler):
+            server_version = "LocalBroker/1"
+
+            def _proxy(self) -> None:
+                # API Gateway keeps the names as the client sent them.
+                headers: dict[str, list[str]] = {}
+                for name, value in self.headers.items():
+                    headers.setdefault(name, []).append(value)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                event = server.event_for(
+                    self.command, self.path, headers, body, self.client_address[0]
+                )
+                try:
+                    response = server.invoke(event)
+                    status, response_headers, payload = _http_response(response)
+                except Exception:  # a broken handler is API Gateway's 502
+                    status, response_headers, payload = 502, [], GATEWAY_ERROR
+                    response_headers = [("Content-Type", "application/json")]
+                self.send_response(status)
+                for name, value in response_headers:
+                    if name.lower() not in {"content-length", "connection"}:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            # http.server dispatches on do_<METHOD>; every method goes to the handler.
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _proxy  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet: the handler logs what matters, and the demo prints its own lines."""
+
+        return ProxyRequestHandler
+
+
+def _http_response(response: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body of a Lambda proxy response, as API Gateway writes them."""
+    status = int(response["statusCode"])
+    multi: dict[str, list[str]] = response.get("multiValueHeaders") or {}
+    single: dict[str, str] = response.get("headers") or {}
+    pairs = [(name, str(value)) for name, values in multi.items() for value in values]
+    named = {name.lower() for name in multi}
+    pairs += [(name, str(value)) for name, value in single.items() if name.lower() not in named]
+    body = response.get("body") or ""
+    payload = base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
+    return status, pairs, payload
+
+
+def serve_broker(
+    handler: Handler,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    caller_arn: str | None,
+    account_id: str,
+) -> BrokerServer:
+    """Serve `handler` as API Gateway would, with `caller_arn` as the IAM caller of signed requests.
+
+    A request without a SigV4 Authorization header reaches the handler with no caller identity:
+    API Gateway itself would refuse it, and the broker must refuse it too. Port 0 picks a free one.
+    """
+    return BrokerServer(handler, host=host, port=port, caller_arn=caller_arn, account_id=account_id)
