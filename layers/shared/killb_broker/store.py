@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,13 +32,17 @@ MAX_SUPERSEDED_VERSIONS = 3
 def secretsmanager_client() -> SecretsManagerClient:
     """A Secrets Manager client whose throttling and transient errors botocore retries itself.
 
-    No endpoint_url on purpose: boto3 reads AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_SECRETSMANAGER,
-    which is how the functions run unchanged against a local Secrets Manager.
+    boto3 reads AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_SECRETS_MANAGER by itself, which is how the
+    functions run unchanged against a local Secrets Manager. The contract also names
+    AWS_ENDPOINT_URL_SECRETSMANAGER, a spelling boto3 does not know: that one is passed on here.
     """
     config = Config(
         retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=5
     )
-    return boto3.client("secretsmanager", config=config)
+    endpoint_url = None
+    if not os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER"):
+        endpoint_url = os.environ.get("AWS_ENDPOINT_URL_SECRETSMANAGER") or None
+    return boto3.client("secretsmanager", config=config, endpoint_url=endpoint_url)
 
 
 def request_token(secret_string: str, *, superseded: int = 0) -> str:

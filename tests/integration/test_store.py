@@ -1,0 +1,315 @@
+"""The token store against Secrets Manager (moto): parsing, writes, idempotency, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from killb_broker.errors import SecretAccessDenied, SecretNotFound, StoreError
+from killb_broker.store import TokenStore, secretsmanager_client
+from killb_broker.tokens import AccessToken, Credentials, LoginBackoff, Session, TokenSet
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+
+CREDENTIALS_ID = "killb-test/credentials"
+SESSION_ID = "killb-test/session"
+ACCESS_TOKEN_ID = "killb-test/access-token"
+TOKENS = TokenSet(
+    access_token="access-store-1",
+    refresh_token="refresh-store-1",
+    expires_at=1_800_003_600,
+    obtained_at=1_800_000_000,
+)
+
+
+@pytest.fixture
+def client() -> Iterator[SecretsManagerClient]:
+    """The stack's three secrets, as the template creates them: placeholders only."""
+    with mock_aws():
+        client = secretsmanager_client()
+        client.create_secret(
+            Name=CREDENTIALS_ID, SecretString=json.dumps({"email": "", "password": ""})
+        )
+        client.create_secret(Name=SESSION_ID, SecretString="{}")
+        client.create_secret(Name=ACCESS_TOKEN_ID, SecretString="{}")
+        yield client
+
+
+@pytest.fixture
+def store(client: SecretsManagerClient) -> TokenStore:
+    return TokenStore(
+        client,
+        credentials_secret_id=CREDENTIALS_ID,
+        session_secret_id=SESSION_ID,
+        access_token_secret_id=ACCESS_TOKEN_ID,
+    )
+
+
+def current(client: SecretsManagerClient, secret_id: str) -> tuple[str, str]:
+    answer = client.get_secret_value(SecretId=secret_id)
+    return answer["SecretString"], answer["VersionId"]
+
+
+def version_count(client: SecretsManagerClient, secret_id: str) -> int:
+    return len(client.list_secret_version_ids(SecretId=secret_id)["Versions"])
+
+
+def test_credentials_are_read_with_their_version(
+    client: SecretsManagerClient, store: TokenStore
+) -> None:
+    # Given the operator put an email, password and API key
+    put = client.put_secret_value(
+        SecretId=CREDENTIALS_ID,
+        SecretString=json.dumps({"email": "ops@example.test", "password": "pw-1", "apiKey": "ak"}),
+    )
+
+    # When the store reads them, Then every field and the version id come back
+    assert store.read_credentials() == Credentials(
+        email="ops@example.test", password="pw-1", api_key="ak", version_id=put["VersionId"]
+    )
+
+
+def test_credentials_without_an_api_key_have_none(
+    client: SecretsManagerClient, store: TokenStore
+) -> None:
+    # Given credentials with no apiKey
+    client.put_secret_value(
+        SecretId=CREDENTIALS_ID,
+        SecretString=json.dumps({"email": "ops@example.test", "password": "pw-1"}),
+    )
+
+    # When read, Then api_key is None
+    credentials = store.read_credentials()
+    assert credentials is not None
+    assert credentials.api_key is None
+
+
+@pytest.mark.parametrize(
+    "secret_string",
+    [
+        json.dumps({"email": "", "password": ""}),
+        json.dumps({"email": "ops@example.test"}),
+        json.dumps({"email": "ops@example.test", "password": "   "}),
+        json.dumps({"email": 7, "password": "pw-1"}),
+        json.dumps(["ops@example.test", "pw-1"]),
+        "REPLACE-ME",
+    ],
+    ids=["placeholder", "no-password", "blank-password", "email-not-text", "array", "not-json"],
+)
+def test_credentials_without_email_and_password_are_not_configured(
+    client: SecretsManagerClient, store: TokenStore, secret_string: str
+) -> None:
+    # Given a credentials secret without a usable email and password
+    client.put_secret_value(SecretId=CREDENTIALS_ID, SecretString=secret_string)
+
+    # When read, Then the store says "not configured"
+    assert store.read_credentials() is None
+
+
+@pytest.mark.parametrize("secret_string", ["{}", "placeholder", '{"accessToken": "a"}', "[]"])
+def test_session_placeholder_means_no_session(
+    client: SecretsManagerClient, store: TokenStore, secret_string: str
+) -> None:
+    # Given a session secret that is not the session JSON
+    client.put_secret_value(SecretId=SESSION_ID, SecretString=secret_string)
+
+    # When read, Then there are no tokens and no backoff
+    assert store.read_session() == Session()
+
+
+def test_session_round_trips_tokens_and_backoff(store: TokenStore) -> None:
+    # Given a session with tokens and a login backoff
+    session = Session(tokens=TOKENS, login_backoff=LoginBackoff(1_800_000_100, "v-1"))
+
+    # When it is written and read back, Then it is the same session
+    store.write_session(session)
+    assert store.read_session() == session
+
+
+def test_session_json_has_the_contract_fields(
+    client: SecretsManagerClient, store: TokenStore
+) -> None:
+    # Given a session with tokens only
+    store.write_session(Session(tokens=TOKENS))
+
+    # When the secret is read raw, Then it holds the contract's fields and no backoff
+    assert json.loads(current(client, SESSION_ID)[0]) == {
+        "accessToken": "access-store-1",
+        "refreshToken": "refresh-store-1",
+        "expiresAt": 1_800_003_600,
+        "obtainedAt": 1_800_000_000,
+    }
+
+
+def test_session_without_tokens_holds_only_the_backoff(
+    client: SecretsManagerClient, store: TokenStore
+) -> None:
+    # Given a login backoff and no tokens
+    store.write_session(Session(login_backoff=LoginBackoff(1_800_000_100, "v-1")))
+
+    # When the secret is read raw, Then only the backoff is in it
+    assert json.loads(current(client, SESSION_ID)[0]) == {
+        "loginBackoff": {"rejectedAt": 1_800_000_100, "credentialsVersion": "v-1"}
+    }
+
+
+def test_session_written_by_hand_without_obtained_at_is_usable(
+    client: SecretsManagerClient, store: TokenStore
+) -> None:
+    # Given a session holding only the contract's three required fields
+    client.put_secret_value(
+        SecretId=SESSION_ID,
+        SecretString=json.dumps({"accessToken": "a", "refreshToken": "r", "expiresAt": 5}),
+    )
+
+    # When read, Then the tokens are there
+    tokens = store.read_session().tokens
+    assert tokens is not None
+    assert (tokens.access_token, tokens.refresh_token, tokens.expires_at) == ("a", "r", 5)
+
+
+def test_access_token_round_trips_with_its_api_key(
+    client: SecretsManagerClient, store: TokenStore
+) -> None:
+    # Given an access token with an API key
+    token = AccessToken(token="access-store-1", expires_at=1_800_003_600, api_key="ak")
+
+    # When written and read back
+    store.write_access_token(token)
+
+    # Then it is the same token, stored as the contract's JSON
+    assert store.read_access_token() == token
+    assert json.loads(current(client, ACCESS_TOKEN_ID)[0]) == {
+        "accessToken": "access-store-1",
+        "expiresAt": 1_800_003_600,
+        "apiKey": "ak",
+    }
+
+
+def test_access_token_placeholder_reads_as_none(store: TokenStore) -> None:
+    # Given the template's placeholder, When read, Then there is no token
+    assert store.read_access_token() is None
+
+
+def test_writing_the_same_value_twice_creates_one_version(
+    client: SecretsManagerClient, store: TokenStore
+) -> None:
+    # Given a session already written once
+    store.write_session(Session(tokens=TOKENS))
+    versions = version_count(client, SESSION_ID)
+    version_id = current(client, SESSION_ID)[1]
+
+    # When the same write is retried
+    store.write_session(Session(tokens=TOKENS))
+
+    # Then no second version appears
+    assert version_count(client, SESSION_ID) == versions
+    assert current(client, SESSION_ID)[1] == version_id
+
+
+def test_writing_back_a_value_that_was_replaced_makes_it_current(
+    client: SecretsManagerClient, store: TokenStore
+) -> None:
+    # Given a token written, then replaced by hand with a placeholder
+    token = AccessToken(token="access-store-1", expires_at=1_800_003_600)
+    store.write_access_token(token)
+    client.put_secret_value(SecretId=ACCESS_TOKEN_ID, SecretString="{}")
+
+    # When the same token is written again
+    store.write_access_token(token)
+
+    # Then it is current again (Secrets Manager would otherwise ignore the repeated token)
+    assert store.read_access_token() == token
+
+
+def test_missing_secret_is_reported_by_its_id(client: SecretsManagerClient) -> None:
+    # Given a store pointing at a secret that does not exist
+    store = TokenStore(
+        client,
+        credentials_secret_id="killb-test/gone",
+        session_secret_id=SESSION_ID,
+        access_token_secret_id=ACCESS_TOKEN_ID,
+    )
+
+    # When it reads the credentials, Then the error names the secret
+    with pytest.raises(SecretNotFound, match="killb-test/gone"):
+        store.read_credentials()
+
+
+def test_access_denied_is_reported_by_secret_id_without_the_value(
+    client: SecretsManagerClient, store: TokenStore
+) -> None:
+    # Given Secrets Manager refuses this role the write
+    with Stubber(client) as stubber:
+        stubber.add_client_error("put_secret_value", service_error_code="AccessDeniedException")
+
+        # When the store writes the session
+        with pytest.raises(SecretAccessDenied) as raised:
+            store.write_session(Session(tokens=TOKENS))
+
+    # Then the error names the secret and holds no token
+    assert raised.value.secret_id == SESSION_ID
+    assert "refresh-store-1" not in str(raised.value)
+    assert "access-store-1" not in str(raised.value)
+    assert raised.value.__cause__ is None
+
+
+def test_other_aws_errors_are_store_errors(client: SecretsManagerClient, store: TokenStore) -> None:
+    # Given Secrets Manager cannot decrypt the secret
+    with Stubber(client) as stubber:
+        stubber.add_client_error("get_secret_value", service_error_code="DecryptionFailure")
+
+        # When the store reads the session, Then a StoreError names the secret and the code
+        with pytest.raises(StoreError, match="DecryptionFailure") as raised:
+            store.read_session()
+    assert raised.value.secret_id == SESSION_ID
+
+
+def test_client_lets_botocore_retry_throttling() -> None:
+    # Given the factory's client, When its retry settings are read
+    retries = secretsmanager_client().meta.config.retries  # type: ignore[attr-defined]
+
+    # Then botocore's standard mode retries throttling (max_attempts 5 = 5 retries, 6 calls)
+    assert retries == {"mode": "standard", "total_max_attempts": 6}
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL_SECRETSMANAGER"],
+)
+def test_client_honours_the_endpoint_variables(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    # Given a local Secrets Manager named by the environment, as `make demo` does
+    monkeypatch.setenv(variable, "http://127.0.0.1:4599")
+
+    # When the client is built, Then it talks to that endpoint
+    assert secretsmanager_client().meta.endpoint_url == "http://127.0.0.1:4599"
+
+
+def test_boto3s_own_service_variable_wins_over_the_contracts_spelling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given both spellings of the service endpoint variable
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:4599")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETSMANAGER", "http://127.0.0.1:4600")
+
+    # When the client is built, Then boto3's own variable decides, as boto3 would
+    assert secretsmanager_client().meta.endpoint_url == "http://127.0.0.1:4599"
+
+
+def test_client_uses_aws_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given no endpoint variable
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", raising=False)
+
+    # When the client is built
+    endpoint_url = secretsmanager_client().meta.endpoint_url
+
+    # Then it talks to the region's Secrets Manager
+    assert endpoint_url == "https://secretsmanager.us-east-1.amazonaws.com"
