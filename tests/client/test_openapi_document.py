@@ -1,0 +1,59 @@
+"""openapi/broker.yaml is a valid OpenAPI document and says what the contract says."""
+
+from __future__ import annotations
+
+from openapi_spec_validator import validate
+
+from tests.client.openapi_document import SPEC, component_response, documented_response, resolved
+
+
+def test_document_is_valid_openapi() -> None:
+    validate(SPEC)
+
+
+def test_both_routes_are_get_only() -> None:
+    assert {path: set(item) for path, item in SPEC["paths"].items()} == {
+        "/v1/auth-headers": {"get"},
+        "/v1/health": {"get"},
+    }
+
+
+def test_min_ttl_is_whole_seconds_0_to_1800_default_300() -> None:
+    (parameter,) = resolved(SPEC["paths"]["/v1/auth-headers"]["get"]["parameters"])
+    assert (parameter["name"], parameter["in"]) == ("minTtl", "query")
+    assert parameter["schema"] == {"type": "integer", "minimum": 0, "maximum": 1800, "default": 300}
+
+
+def test_every_method_needs_a_sigv4_signature() -> None:
+    scheme = SPEC["components"]["securitySchemes"]["sigv4"]
+    assert SPEC["security"] == [{"sigv4": []}]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "Authorization")
+    assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
+
+
+def test_every_error_code_of_the_contract_is_documented_with_its_status() -> None:
+    codes = {}
+    for name in SPEC["components"]["responses"]:
+        schema = component_response(name)["content"]["application/json"]["schema"]
+        for part in schema.get("allOf", []):
+            properties = part.get("properties", {})
+            if "errorCode" in properties and "enum" in properties["errorCode"]:
+                codes[properties["errorCode"]["enum"][0]] = properties["statusCode"]["enum"][0]
+    assert codes == {
+        "BROKER.0000": "500",
+        "BROKER.0001": "400",
+        "BROKER.0002": "403",
+        "BROKER.0003": "503",
+        "BROKER.0004": "404",
+        "BROKER.0005": "405",
+    }
+
+
+def test_503_carries_retry_after_and_every_answer_cache_control() -> None:
+    unavailable = documented_response("/v1/auth-headers", "GET", 503)
+    assert unavailable["headers"]["Retry-After"]["required"] is True
+    for path in SPEC["paths"]:
+        for status in resolved(SPEC["paths"][path]["get"]["responses"]):
+            if status != "default":
+                documented = documented_response(path, "GET", int(status))
+                assert documented["headers"]["Cache-Control"]["schema"]["enum"] == ["no-store"]
