@@ -39,6 +39,8 @@ MIN_TTL_LIMIT = 1800  # the broker's own bound on minTtl
 CONNECT_TIMEOUT = 5.0
 # Longer than API Gateway's 29 s integration timeout, so the gateway's answer arrives first.
 READ_TIMEOUT = 31.0
+# Names the client in API Gateway's access log and the broker's events.
+USER_AGENT = "killb-broker-client/0.1.0"
 # A 503 without Retry-After: wait this long, doubling each time.
 FIRST_RETRY_DELAY = 0.5
 
@@ -170,7 +172,7 @@ class BrokerAuth(AuthBase):
         try:
             return self._session.get(
                 url,
-                headers={"Accept": "application/json", **signed},
+                headers={"Accept": "application/json", "User-Agent": USER_AGENT, **signed},
                 auth=_keep_signature,
                 timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
                 allow_redirects=False,
