@@ -4,6 +4,7 @@ place where errors become the contract's HTTP answers."""
 from __future__ import annotations
 
 import os
+import warnings
 from http import HTTPStatus
 from typing import Any
 
@@ -25,6 +26,8 @@ except ConfigurationError as error:
     raise
 
 broker = Broker.from_config(config)
+# Most answers (health, errors) carry no metric: that is expected, not worth a warning each time.
+warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
 app = APIGatewayRestResolver()
 
 # Every method of every route: a known path asked with another method is a 405, not a 404.

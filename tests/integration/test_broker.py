@@ -1,0 +1,599 @@
+"""The broker's contract, row by row, through its Lambda handler and the very files in events/.
+
+Secrets Manager is moto; the refresher's Lambda invoke is stubbed in boto3 (botocore Stubber on
+the handler's own client), so an invoke nobody expected fails the test.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from killb_broker.errors import ConfigurationError
+from killb_broker.observability import logger
+from killb_broker.tokens import AccessToken, fingerprint
+from tests.support import load_event, load_function
+
+SECRET_ID = "killb/access-token"
+REFRESHER = "killb-refresher"
+CALLER = "arn:aws:sts::123456789012:assumed-role/payments-api/i-0abc"
+CALLER_ROLE = "arn:aws:iam::123456789012:role/service-role/payments-api"
+API_KEY = "key-integration-7f3a"
+FORCE_INVOKE = {
+    "FunctionName": REFRESHER,
+    "InvocationType": "RequestResponse",
+    "Payload": b'{"force": true}',
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+    text: str
+
+
+@dataclass
+class DeployedBroker:
+    """One warm broker container over a moto Secrets Manager, with its invokes stubbed."""
+
+    app: ModuleType
+    secrets: Any
+    context: Any
+    reads: list[str] = field(default_factory=list)
+    invokes: list[dict[str, Any]] = field(default_factory=list)
+    stubber: Stubber | None = None
+
+    def call(self, event: dict[str, Any]) -> Answer:
+        response = self.app.lambda_handler(event, self.context)
+        return Answer(
+            status=response["statusCode"],
+            headers=response["headers"],
+            body=json.loads(response["body"]),
+            text=response["body"],
+        )
+
+    def put(self, value: str) -> None:
+        self.secrets.put_secret_value(SecretId=SECRET_ID, SecretString=value)
+
+    def put_token(self, name: str, seconds_left: int, *, api_key: str | None = API_KEY) -> int:
+        expires_at = int(time.time()) + seconds_left
+        token = AccessToken(token=f"access-{name}", expires_at=expires_at, api_key=api_key)
+        self.put(token.to_secret_string())
+        return expires_at
+
+    def on_invoke(self, action: Callable[[], object]) -> None:
+        """Run action (the refresher writing a new token, say) when the broker invokes it."""
+        assert self.stubber is not None
+
+        def run_action(**_: Any) -> None:
+            action()
+
+        self.stubber.client.meta.events.register("before-parameter-build.lambda.Invoke", run_action)
+
+
+@pytest.fixture
+def broker_log() -> Iterator[io.StringIO]:
+    """Every log line of the broker, formatted as in CloudWatch (JSON, with all extra keys)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    service_logger = logging.getLogger(logger.name)
+    service_logger.addHandler(handler)
+    yield stream
+    service_logger.removeHandler(handler)
+
+
+@pytest.fixture
+def aws() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        client.create_secret(Name=SECRET_ID, SecretString="placeholder")
+        yield client
+
+
+@pytest.fixture
+def deploy(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, lambda_context: Any, broker_log: io.StringIO
+) -> Iterator[Callable[..., DeployedBroker]]:
+    """Cold-start the broker with the given settings, as the template would set them."""
+    stubbers: list[Stubber] = []
+
+    def start(*, refresher: str | None = REFRESHER, allowed: str = CALLER_ROLE) -> DeployedBroker:
+        monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
+        monkeypatch.setenv("ALLOWED_PRINCIPALS", allowed)
+        if refresher:
+            monkeypatch.setenv("REFRESHER_FUNCTION_NAME", refresher)
+        else:
+            monkeypatch.delenv("REFRESHER_FUNCTION_NAME", raising=False)
+        app = load_function("broker")
+        source = app.broker.token_source
+        deployed = DeployedBroker(app=app, secrets=aws, context=lambda_context)
+        source.secrets.meta.events.register(
+            "before-call.secrets-manager.GetSecretValue",
+            lambda **_: deployed.reads.append(SECRET_ID),
+        )
+        if source.refresher is not None:
+            deployed.stubber = Stubber(source.refresher.client)
+            deployed.stubber.client.meta.events.register(
+                "before-parameter-build.lambda.Invoke",
+                lambda params, **_: deployed.invokes.append(params),
+            )
+            deployed.stubber.activate()
+            stubbers.append(deployed.stubber)
+        return deployed
+
+    yield start
+    for stubber in stubbers:
+        stubber.deactivate()
+
+
+def summary(action: str) -> StreamingBody:
+    body = json.dumps({"action": action, "expiresAt": None, "reason": "test"}).encode()
+    return StreamingBody(io.BytesIO(body), len(body))
+
+
+def with_query(event_name: str, multi_value: dict[str, list[str]]) -> dict[str, Any]:
+    event = load_event(event_name)
+    event["multiValueQueryStringParameters"] = multi_value
+    event["queryStringParameters"] = {name: values[-1] for name, values in multi_value.items()}
+    return event
+
+
+def with_route(event_name: str, method: str, path: str) -> dict[str, Any]:
+    event = copy.deepcopy(load_event(event_name))
+    event["httpMethod"] = event["requestContext"]["httpMethod"] = method
+    event["path"] = path
+    event["requestContext"]["path"] = f"/prod{path}"
+    return event
+
+
+def assert_error(answer: Answer, status: int, error_code: str) -> None:
+    assert answer.status == status
+    assert answer.body == {
+        "errorCode": error_code,
+        "message": answer.body["message"],
+        "statusCode": str(status),
+    }
+    assert answer.body["message"]
+    assert all(isinstance(line, str) for line in answer.body["message"])
+
+
+def log_records(log: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.getvalue().splitlines()]
+
+
+# --- 200 -------------------------------------------------------------------------------------
+
+
+def test_auth_headers_hand_out_the_bearer_token_and_api_key(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a token with an hour left and an API key in the secret
+    broker = deploy()
+    expires_at = broker.put_token("one", 3600)
+    # When an allowed caller asks for headers
+    before = time.time()
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    after = time.time()
+    # Then both headers, the RFC 3339 expiry and the whole seconds left come back
+    assert answer.status == 200
+    assert answer.body["headers"] == {"Authorization": "Bearer access-one", "x-api-key": API_KEY}
+    assert answer.body["expiresAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at))
+    assert int(expires_at - after) <= answer.body["expiresIn"] <= int(expires_at - before)
+    assert set(answer.body) == {"headers", "expiresAt", "expiresIn"}
+
+
+def test_auth_headers_carry_no_api_key_when_the_secret_has_none(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600, api_key=None)
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert answer.body["headers"] == {"Authorization": "Bearer access-one"}
+
+
+@pytest.mark.parametrize(
+    "event_name",
+    [
+        "broker-auth-headers.json",
+        "broker-auth-headers-min-ttl.json",
+        "broker-health.json",
+        "broker-no-identity.json",
+    ],
+)
+def test_every_answer_is_json_that_no_cache_keeps(
+    deploy: Callable[..., DeployedBroker], event_name: str
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600)
+    answer = broker.call(load_event(event_name))
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_error_answers_are_json_that_no_cache_keeps(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy(refresher=None)
+    for event in (
+        with_query("broker-auth-headers.json", {"minTtl": ["abc"]}),
+        with_route("broker-auth-headers.json", "GET", "/v1/nope"),
+        with_route("broker-auth-headers.json", "POST", "/v1/auth-headers"),
+        load_event("broker-auth-headers.json"),  # placeholder secret: 503
+    ):
+        answer = broker.call(event)
+        assert answer.status >= 400
+        assert answer.headers["Content-Type"] == "application/json"
+        assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_warm_container_serves_the_second_request_from_memory(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600)
+    broker.call(load_event("broker-auth-headers.json"))
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert answer.status == 200
+    assert broker.reads == [SECRET_ID]
+
+
+# --- minTtl and the on-demand refresh ----------------------------------------------------------
+
+
+def test_token_shorter_than_min_ttl_is_refreshed_on_demand_once(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a token with 10 minutes left, and a refresher that writes a fresh one when invoked
+    broker = deploy()
+    broker.put_token("old", 600)
+    assert broker.stubber is not None
+    broker.stubber.add_response("invoke", {"StatusCode": 200, "Payload": summary("refreshed")})
+    broker.on_invoke(lambda: broker.put_token("new", 3600))
+    # When a caller needs 15 minutes (the min-ttl event asks for 900 s)
+    answer = broker.call(load_event("broker-auth-headers-min-ttl.json"))
+    # Then the secret was read, the refresher forced once, the secret read again: the new token
+    assert answer.status == 200
+    assert answer.body["headers"]["Authorization"] == "Bearer access-new"
+    assert broker.invokes == [FORCE_INVOKE]
+    assert broker.reads == [SECRET_ID, SECRET_ID]
+
+
+def test_cached_token_too_short_is_read_again_before_invoking_anything(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a warm container holding a 10-minute token, and a newer token already in the secret
+    broker = deploy()
+    broker.put_token("old", 600)
+    broker.call(load_event("broker-auth-headers.json"))
+    broker.put_token("new", 3600)
+    # When a caller needs 15 minutes
+    answer = broker.call(load_event("broker-auth-headers-min-ttl.json"))
+    # Then the secret is read past the cache, and the refresher is left alone
+    assert answer.body["headers"]["Authorization"] == "Bearer access-new"
+    assert broker.reads == [SECRET_ID, SECRET_ID]
+    assert broker.invokes == []
+
+
+def test_throttled_refresher_then_a_refreshed_secret_is_a_200(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy()
+    broker.put_token("old", 60)
+    assert broker.stubber is not None
+    broker.stubber.add_client_error("invoke", "TooManyRequestsException", "Rate Exceeded.", 429)
+    broker.on_invoke(lambda: broker.put_token("new", 3600))
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert answer.status == 200
+    assert answer.body["headers"]["Authorization"] == "Bearer access-new"
+
+
+def test_throttled_refresher_and_a_still_short_token_is_a_503_to_retry_soon(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy()
+    broker.put_token("old", 60)
+    assert broker.stubber is not None
+    broker.stubber.add_client_error("invoke", "TooManyRequestsException", "Rate Exceeded.", 429)
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert_error(answer, 503, "BROKER.0003")
+    assert answer.headers["Retry-After"] == "5"
+    assert len(broker.invokes) == 1
+    assert broker.reads == [SECRET_ID, SECRET_ID]
+
+
+def test_placeholder_secret_that_the_refresher_cannot_fill_is_a_503(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy()
+    assert broker.stubber is not None
+    broker.stubber.add_response("invoke", {"StatusCode": 200, "Payload": summary("failed")})
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert_error(answer, 503, "BROKER.0003")
+    assert answer.headers["Retry-After"] == "5"
+
+
+def test_short_token_without_a_refresher_is_a_503_to_retry_later(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy(refresher=None)
+    broker.put_token("old", 60)
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert_error(answer, 503, "BROKER.0003")
+    assert answer.headers["Retry-After"] == "30"
+
+
+def test_missing_secret_is_a_503_not_a_500(deploy: Callable[..., DeployedBroker], aws: Any) -> None:
+    broker = deploy()
+    aws.delete_secret(SecretId=SECRET_ID, ForceDeleteWithoutRecovery=True)
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert_error(answer, 503, "BROKER.0003")
+    assert "Retry-After" in answer.headers
+    assert broker.invokes == []
+
+
+# --- 400 --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"minTtl": ["1.5"]},
+        {"minTtl": ["-1"]},
+        {"minTtl": ["1801"]},
+        {"minTtl": ["abc"]},
+        {"minTtl": [""]},
+        {"minTtl": ["60", "600"]},
+        {"minTtl": ["60"], "scope": ["all"]},
+    ],
+)
+def test_invalid_query_is_a_400(
+    deploy: Callable[..., DeployedBroker], query: dict[str, list[str]]
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600)
+    answer = broker.call(with_query("broker-auth-headers.json", query))
+    assert_error(answer, 400, "BROKER.0001")
+
+
+def test_single_valued_query_is_read_when_api_gateway_sends_no_multi_value_form(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600)
+    event = load_event("broker-auth-headers.json")
+    event["queryStringParameters"] = {"minTtl": "1801"}
+    assert_error(broker.call(event), 400, "BROKER.0001")
+
+
+# --- 403 --------------------------------------------------------------------------------------
+
+
+def test_request_without_iam_identity_is_a_403_before_any_secret_read(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy(allowed="")
+    broker.put_token("one", 3600)
+    answer = broker.call(load_event("broker-no-identity.json"))
+    assert_error(answer, 403, "BROKER.0002")
+    assert broker.reads == []
+
+
+def test_health_without_iam_identity_is_a_403(deploy: Callable[..., DeployedBroker]) -> None:
+    broker = deploy(allowed="")
+    event = load_event("broker-no-identity.json")
+    event["path"] = event["resource"] = "/v1/health"
+    assert_error(broker.call(event), 403, "BROKER.0002")
+
+
+@pytest.mark.parametrize(
+    "allowed",
+    [
+        "arn:aws:iam::123456789012:role/ledger",
+        "arn:aws:iam::210987654321:role/payments-api",
+        "arn:aws:iam::123456789012:user/payments-api",
+        "arn:aws:sts::123456789012:assumed-role/payments-api/i-0def",
+    ],
+)
+def test_caller_not_in_allowed_principals_is_a_403(
+    deploy: Callable[..., DeployedBroker], allowed: str
+) -> None:
+    broker = deploy(allowed=allowed)
+    broker.put_token("one", 3600)
+    for event_name in ("broker-auth-headers.json", "broker-health.json"):
+        assert_error(broker.call(load_event(event_name)), 403, "BROKER.0002")
+    assert broker.reads == []
+
+
+@pytest.mark.parametrize(
+    "allowed",
+    [
+        "",
+        CALLER,
+        CALLER_ROLE,
+        f"arn:aws:iam::123456789012:user/ops-alice, {CALLER_ROLE}",
+    ],
+)
+def test_allowed_caller_gets_headers(deploy: Callable[..., DeployedBroker], allowed: str) -> None:
+    broker = deploy(allowed=allowed)
+    broker.put_token("one", 3600)
+    assert broker.call(load_event("broker-auth-headers.json")).status == 200
+
+
+# --- 404, 405, 500 ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/nope", "/v1/auth-headers/extra", "/v2/health", "/"])
+def test_unknown_route_is_a_404(deploy: Callable[..., DeployedBroker], path: str) -> None:
+    broker = deploy()
+    answer = broker.call(with_route("broker-auth-headers.json", "GET", path))
+    assert_error(answer, 404, "BROKER.0004")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/v1/auth-headers"), ("DELETE", "/v1/auth-headers"), ("PUT", "/v1/health")],
+)
+def test_known_route_with_another_method_is_a_405(
+    deploy: Callable[..., DeployedBroker], method: str, path: str
+) -> None:
+    broker = deploy()
+    answer = broker.call(with_route("broker-auth-headers.json", method, path))
+    assert_error(answer, 405, "BROKER.0005")
+    assert answer.headers["Allow"] == "GET"
+
+
+def test_unexpected_failure_is_a_500_with_no_detail_in_the_body(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    # Given a Secrets Manager client that fails in a way nobody planned for
+    broker = deploy()
+
+    def explode(**_: Any) -> None:
+        raise RuntimeError("socket reset by gremlins")
+
+    broker.app.broker.token_source.secrets.meta.events.register(
+        "before-call.secrets-manager.GetSecretValue", explode
+    )
+    # When a caller asks
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    # Then a bare 500, and the detail only in the log
+    assert answer.body == {
+        "errorCode": "BROKER.0000",
+        "message": ["internal error"],
+        "statusCode": "500",
+    }
+    assert "gremlins" not in answer.text
+    assert "gremlins" in broker_log.getvalue()
+
+
+# --- health -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds_left", "status"),
+    [(3600, "ok"), (120, "refreshing"), (-10, "expired")],
+)
+def test_health_tells_the_state_of_the_token_without_the_token(
+    deploy: Callable[..., DeployedBroker], seconds_left: int, status: str
+) -> None:
+    broker = deploy()
+    expires_at = broker.put_token("one", seconds_left)
+    before = time.time()
+    answer = broker.call(load_event("broker-health.json"))
+    after = time.time()
+    assert answer.status == 200
+    assert answer.body["status"] == status
+    assert answer.body["expiresAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires_at))
+    lowest, highest = int(expires_at - after), int(expires_at - before)
+    assert max(lowest, 0) <= answer.body["expiresIn"] <= max(highest, 0)
+    assert "access-one" not in answer.text
+    assert API_KEY not in answer.text
+    assert broker.invokes == []
+
+
+@pytest.mark.parametrize("value", ["placeholder", "{}", '{"accessToken": "", "expiresAt": 1}'])
+def test_health_of_a_placeholder_secret_is_missing(
+    deploy: Callable[..., DeployedBroker], value: str
+) -> None:
+    broker = deploy()
+    broker.put(value)
+    answer = broker.call(load_event("broker-health.json"))
+    assert answer.body == {"status": "missing", "expiresAt": None, "expiresIn": None}
+
+
+def test_health_of_an_absent_secret_is_missing(
+    deploy: Callable[..., DeployedBroker], aws: Any
+) -> None:
+    broker = deploy()
+    aws.delete_secret(SecretId=SECRET_ID, ForceDeleteWithoutRecovery=True)
+    answer = broker.call(load_event("broker-health.json"))
+    assert answer.status == 200
+    assert answer.body["status"] == "missing"
+
+
+# --- audit and secrecy ------------------------------------------------------------------------
+
+
+def test_each_200_is_audited_once_with_caller_ip_fingerprint_and_expiry(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600)
+    answer = broker.call(load_event("broker-auth-headers-min-ttl.json"))
+    audits = [r for r in log_records(broker_log) if r["message"] == "auth headers issued"]
+    assert len(audits) == 1
+    assert audits[0]["caller_arn"] == CALLER
+    assert audits[0]["source_ip"] == "10.0.12.34"
+    assert audits[0]["token_fingerprint"] == fingerprint("access-one")
+    assert audits[0]["expires_at"] == answer.body["expiresAt"]
+    assert audits[0]["min_ttl"] == 900
+
+
+def test_refused_and_failed_requests_are_not_audited_as_issued(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    broker = deploy(refresher=None)
+    broker.call(load_event("broker-no-identity.json"))
+    broker.call(load_event("broker-auth-headers.json"))  # placeholder secret: 503
+    assert all(r["message"] != "auth headers issued" for r in log_records(broker_log))
+
+
+def test_no_token_or_api_key_reaches_the_logs(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    # Given a refresh on demand, a 200, a health check, a 503 and a 403 in one container
+    broker = deploy()
+    broker.put_token("old", 60)
+    assert broker.stubber is not None
+    broker.stubber.add_response("invoke", {"StatusCode": 200, "Payload": summary("refreshed")})
+    broker.on_invoke(lambda: broker.put_token("new", 3600))
+    broker.call(load_event("broker-auth-headers.json"))
+    broker.call(load_event("broker-health.json"))
+    broker.call(load_event("broker-no-identity.json"))
+    broker.stubber.add_client_error("invoke", "TooManyRequestsException", "Rate Exceeded.", 429)
+    broker.call(with_query("broker-auth-headers.json", {"minTtl": ["1800"]}))
+    # Then the logs hold fingerprints, and never a token or the API key
+    logs = broker_log.getvalue()
+    assert fingerprint("access-new") in logs
+    for secret in ("access-old", "access-new", API_KEY):
+        assert secret not in logs
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def test_missing_secret_id_fails_the_cold_start_with_one_line_naming_it(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, broker_log: io.StringIO
+) -> None:
+    monkeypatch.delenv("ACCESS_TOKEN_SECRET_ID", raising=False)
+    with pytest.raises(ConfigurationError):
+        load_function("broker")
+    records = log_records(broker_log)
+    assert len(records) == 1
+    assert records[0]["level"] == "ERROR"
+    assert "ACCESS_TOKEN_SECRET_ID" in records[0]["message"]
+
+
+def test_malformed_allowed_principals_fail_the_cold_start(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
+    monkeypatch.setenv("ALLOWED_PRINCIPALS", "payments-api")
+    with pytest.raises(ConfigurationError, match="ALLOWED_PRINCIPALS"):
+        load_function("broker")

@@ -1,0 +1,314 @@
+"""Where the broker's token comes from: memory while young and long enough, else the secret, else
+one forced run of the refresher. Secrets Manager is moto; the Lambda invoke is stubbed in boto3."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from killb_broker.broker import (
+    MAX_CACHE_AGE,
+    RETRY_AFTER_NOTHING_TO_DO,
+    RETRY_AFTER_REFRESH_ATTEMPTED,
+    Refresher,
+    TokenSource,
+)
+from killb_broker.errors import TokenUnavailable
+from killb_broker.tokens import AccessToken
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
+
+NOW = 1_795_827_600
+SECRET_ID = "killb/access-token"
+REFRESHER = "killb-refresher"
+FORCE_INVOKE = {
+    "FunctionName": REFRESHER,
+    "InvocationType": "RequestResponse",
+    "Payload": b'{"force": true}',
+}
+
+
+@dataclass
+class Clock:
+    now: float = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class SecretsManager:
+    """A moto Secrets Manager client holding the access-token secret, counting its reads."""
+
+    client: Any
+    reads: list[str] = field(default_factory=list)
+
+    def put(self, value: str) -> None:
+        self.client.put_secret_value(SecretId=SECRET_ID, SecretString=value)
+
+    def put_token(self, name: str, expires_at: int) -> None:
+        self.put(AccessToken(token=f"access-{name}", expires_at=expires_at).to_secret_string())
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def secrets() -> Iterator[SecretsManager]:
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        client.create_secret(Name=SECRET_ID, SecretString="placeholder")
+        store = SecretsManager(client)
+        client.meta.events.register(
+            "before-call.secrets-manager.GetSecretValue",
+            lambda **_: store.reads.append(SECRET_ID),
+        )
+        yield store
+
+
+@dataclass
+class RefresherStub:
+    """The refresher's Lambda client, stubbed in boto3; records every invoke's parameters."""
+
+    client: LambdaClient
+    stubber: Stubber
+    invokes: list[dict[str, Any]] = field(default_factory=list)
+
+    def on_invoke(self, action: Callable[[], None]) -> None:
+        """Run action (e.g. the refresher writing a new token) when the invoke is made."""
+
+        def run_action(**_: Any) -> None:
+            action()
+
+        self.client.meta.events.register("before-parameter-build.lambda.Invoke", run_action)
+
+
+@pytest.fixture
+def lambda_stub(secrets: SecretsManager) -> Iterator[RefresherStub]:
+    client = boto3.client("lambda")
+    stub = RefresherStub(client, Stubber(client))
+    client.meta.events.register(
+        "before-parameter-build.lambda.Invoke", lambda params, **_: stub.invokes.append(params)
+    )
+    with stub.stubber:
+        yield stub
+
+
+def summary(action: str) -> StreamingBody:
+    body = json.dumps({"action": action, "expiresAt": None, "reason": "test"}).encode()
+    return StreamingBody(io.BytesIO(body), len(body))
+
+
+def source(secrets: SecretsManager, clock: Clock, stub: RefresherStub | None = None) -> TokenSource:
+    refresher = Refresher(stub.client, REFRESHER) if stub else None
+    return TokenSource(secrets.client, SECRET_ID, refresher=refresher, clock=clock)
+
+
+def test_second_request_within_the_cache_bound_reads_no_secret(
+    secrets: SecretsManager, clock: Clock
+) -> None:
+    # Given a token with an hour left, read once
+    secrets.put_token("one", NOW + 3600)
+    tokens = source(secrets, clock)
+    tokens.lasting(300)
+    # When another request comes just inside the bound
+    clock.advance(MAX_CACHE_AGE - 1)
+    token = tokens.lasting(300)
+    # Then it is served from memory
+    assert token.token == "access-one"
+    assert len(secrets.reads) == 1
+
+
+def test_request_after_the_cache_bound_reads_the_secret_again(
+    secrets: SecretsManager, clock: Clock
+) -> None:
+    secrets.put_token("one", NOW + 3600)
+    tokens = source(secrets, clock)
+    tokens.lasting(300)
+    # When the refresher rotated the token and the cached copy grew old
+    secrets.put_token("two", NOW + 7200)
+    clock.advance(MAX_CACHE_AGE)
+    token = tokens.lasting(300)
+    # Then the new token is read and served
+    assert token.token == "access-two"
+    assert len(secrets.reads) == 2
+
+
+def test_cache_bound_is_at_most_a_minute() -> None:
+    assert 0 < MAX_CACHE_AGE <= 60
+
+
+def test_clock_stepping_back_does_not_keep_the_cached_copy_forever(
+    secrets: SecretsManager, clock: Clock
+) -> None:
+    secrets.put_token("one", NOW + 3600)
+    tokens = source(secrets, clock)
+    tokens.lasting(300)
+    clock.advance(-3600)
+    tokens.lasting(300)
+    assert len(secrets.reads) == 2
+
+
+def test_cached_token_too_short_for_min_ttl_is_read_again_past_the_cache(
+    secrets: SecretsManager, clock: Clock
+) -> None:
+    # Given a cached token with 10 minutes left, and a newer one already in the secret
+    secrets.put_token("old", NOW + 600)
+    tokens = source(secrets, clock)
+    tokens.lasting(300)
+    secrets.put_token("new", NOW + 3600)
+    # When a caller needs 15 minutes, still inside the cache bound
+    token = tokens.lasting(900)
+    # Then the secret is read again and no refresher is needed
+    assert token.token == "access-new"
+    assert len(secrets.reads) == 2
+
+
+def test_short_token_invokes_the_refresher_once_with_force(
+    secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
+) -> None:
+    # Given a token with 2 minutes left, and a refresher that writes a new one when run
+    secrets.put_token("old", NOW + 120)
+    lambda_stub.stubber.add_response(
+        "invoke", {"StatusCode": 200, "Payload": summary("refreshed")}, FORCE_INVOKE
+    )
+    lambda_stub.on_invoke(lambda: secrets.put_token("new", NOW + 3600))
+    # When a caller needs 5 minutes
+    token = source(secrets, clock, lambda_stub).lasting(300)
+    # Then the refresher ran once, forced, and the new token is served
+    assert lambda_stub.invokes == [FORCE_INVOKE]
+    assert token.token == "access-new"
+
+
+def test_throttled_refresher_is_not_an_error_when_the_secret_got_refreshed_meanwhile(
+    secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
+) -> None:
+    # Given a short token, and a refresher already running (throttled) that writes a new one
+    secrets.put_token("old", NOW + 60)
+    lambda_stub.stubber.add_client_error(
+        "invoke", "TooManyRequestsException", "Rate Exceeded.", 429, expected_params=FORCE_INVOKE
+    )
+    lambda_stub.on_invoke(lambda: secrets.put_token("new", NOW + 3600))
+    # When a caller needs 5 minutes / Then the read after the throttled invoke serves the new one
+    assert source(secrets, clock, lambda_stub).lasting(300).token == "access-new"
+    assert len(lambda_stub.invokes) == 1
+
+
+def test_throttled_refresher_and_a_still_short_token_is_unavailable_for_a_few_seconds(
+    secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
+) -> None:
+    secrets.put_token("old", NOW + 60)
+    lambda_stub.stubber.add_client_error(
+        "invoke", "TooManyRequestsException", "Rate Exceeded.", 429, expected_params=FORCE_INVOKE
+    )
+    with pytest.raises(TokenUnavailable) as raised:
+        source(secrets, clock, lambda_stub).lasting(300)
+    assert raised.value.retry_after == RETRY_AFTER_REFRESH_ATTEMPTED
+    # The secret was read after the throttled invoke, not only before it; no second invoke
+    assert len(secrets.reads) == 2
+    assert len(lambda_stub.invokes) == 1
+
+
+def test_refresher_function_error_is_logged_and_the_secret_read_again(
+    secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
+) -> None:
+    secrets.put_token("old", NOW + 60)
+    lambda_stub.stubber.add_response(
+        "invoke",
+        {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": summary("crash")},
+        FORCE_INVOKE,
+    )
+    with pytest.raises(TokenUnavailable) as raised:
+        source(secrets, clock, lambda_stub).lasting(300)
+    assert raised.value.retry_after == RETRY_AFTER_REFRESH_ATTEMPTED
+    assert len(secrets.reads) == 2
+
+
+def test_refresher_that_fails_to_refresh_leaves_the_token_unavailable(
+    secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
+) -> None:
+    secrets.put("placeholder")
+    lambda_stub.stubber.add_response(
+        "invoke", {"StatusCode": 200, "Payload": summary("failed")}, FORCE_INVOKE
+    )
+    with pytest.raises(TokenUnavailable):
+        source(secrets, clock, lambda_stub).lasting(0)
+    assert len(lambda_stub.invokes) == 1
+
+
+def test_short_token_without_a_refresher_is_unavailable_for_longer(
+    secrets: SecretsManager, clock: Clock
+) -> None:
+    secrets.put_token("old", NOW + 60)
+    with pytest.raises(TokenUnavailable) as raised:
+        source(secrets, clock).lasting(300)
+    assert raised.value.retry_after == RETRY_AFTER_NOTHING_TO_DO
+
+
+def test_token_with_exactly_min_ttl_left_is_served(secrets: SecretsManager, clock: Clock) -> None:
+    secrets.put_token("edge", NOW + 300)
+    assert source(secrets, clock).lasting(300).token == "access-edge"
+
+
+def test_min_ttl_zero_never_serves_an_expired_token(secrets: SecretsManager, clock: Clock) -> None:
+    secrets.put_token("gone", NOW)
+    with pytest.raises(TokenUnavailable):
+        source(secrets, clock).lasting(0)
+
+
+def test_missing_secret_is_unavailable_without_invoking_the_refresher(
+    secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
+) -> None:
+    # Given no access-token secret at all: a refresh could not write one either
+    secrets.client.delete_secret(SecretId=SECRET_ID, ForceDeleteWithoutRecovery=True)
+    with pytest.raises(TokenUnavailable) as raised:
+        source(secrets, clock, lambda_stub).lasting(300)
+    assert raised.value.retry_after == RETRY_AFTER_NOTHING_TO_DO
+    assert lambda_stub.invokes == []
+
+
+def test_secret_access_denied_is_unavailable_not_a_crash(clock: Clock) -> None:
+    client = boto3.client("secretsmanager")
+    stubber = Stubber(client)
+    stubber.add_client_error("get_secret_value", "AccessDeniedException", "denied", 400)
+    with stubber, pytest.raises(TokenUnavailable):
+        TokenSource(client, SECRET_ID, clock=clock).lasting(300)
+
+
+def test_unexpected_secrets_manager_error_is_not_disguised(clock: Clock) -> None:
+    client = boto3.client("secretsmanager")
+    stubber = Stubber(client)
+    stubber.add_client_error("get_secret_value", "InternalServiceError", "oops", 500)
+    with stubber, pytest.raises(ClientError):
+        TokenSource(client, SECRET_ID, clock=clock).lasting(300)
+
+
+def test_current_token_comes_from_memory_while_young(secrets: SecretsManager, clock: Clock) -> None:
+    secrets.put_token("one", NOW + 3600)
+    tokens = source(secrets, clock)
+    tokens.lasting(300)
+    current = tokens.current()
+    assert current is not None
+    assert current.token == "access-one"
+    assert len(secrets.reads) == 1
+
+
+def test_current_token_of_a_missing_secret_is_none(secrets: SecretsManager, clock: Clock) -> None:
+    secrets.client.delete_secret(SecretId=SECRET_ID, ForceDeleteWithoutRecovery=True)
+    assert source(secrets, clock).current() is None
