@@ -11,6 +11,7 @@ from killb_sandbox.server import (
     NotJson,
     RateLimit,
     RecordedRequest,
+    UnexpectedJson,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "NotJson",
     "RateLimit",
     "RecordedRequest",
+    "UnexpectedJson",
 ]

@@ -82,7 +82,15 @@ class NotJson:
     body: str = "<html><body>Bad gateway</body></html>"
 
 
-Fault = ErrorResponse | RateLimit | Delay | Drop | NotJson
+@dataclass(frozen=True, slots=True)
+class UnexpectedJson:
+    """JSON, but not the shape KillB documents (a missing field, expiresIn as a string...)."""
+
+    body: Any
+    status: int = 200
+
+
+Fault = ErrorResponse | RateLimit | Delay | Drop | NotJson | UnexpectedJson
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +180,10 @@ class KillBSandbox:
         self._server = server_class((host, port), _handler_for(self))
         self._stopping.clear()
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="killb-sandbox", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # how long stop() may wait for the serving loop
+            name="killb-sandbox",
+            daemon=True,
         )
         self._thread.start()
         return self.base_url
@@ -376,6 +387,8 @@ def _fault_answer(fault: Fault) -> _Answer | None:
             return answer
         case NotJson(status, text):
             return _Answer(status, text.encode(), {"Content-Type": "text/html"})
+        case UnexpectedJson(body, status):
+            return _Answer(status, json.dumps(body).encode())
     return None
 
 

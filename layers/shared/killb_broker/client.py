@@ -228,10 +228,12 @@ class KillBAuthClient:
                 allow_redirects=False,  # a redirect must not carry the password elsewhere
             )
         except requests.RequestException as error:
-            # from None: requests' messages repeat the URL and the connection's internals.
-            raise KillBUnavailable(
-                f"KillB {endpoint} {_failure(error)} after {budget.retries_used + 1} attempts"
-            ) from None
+            failure = _failure(error)
+        # Raised out here, so the requests exception (which holds the request, its body and
+        # headers) is neither the cause nor the context of ours.
+        raise KillBUnavailable(
+            f"KillB {endpoint} {failure} after {budget.retries_used + 1} attempts"
+        )
 
     def _may_retry(self, budget: _CallBudget) -> bool:
         return budget.retries_left > 0 and (
