@@ -122,8 +122,12 @@ class BrokerServer:
         self._httpd = server_class((host, port), self._request_handler_class())
         shown_host = f"[{host}]" if ":" in host else host
         self.base_url = f"http://{shown_host}:{self._httpd.server_port}"
+        # A short poll so that stop() returns at once, not after serve_forever's default 0.5 s.
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="local-broker-server", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="local-broker-server",
+            daemon=True,
         )
         self._thread.start()
 
