@@ -36,16 +36,16 @@ ROUTES = {"/v1/auth-headers": "GET", "/v1/health": "GET"}
 
 @app.get("/v1/auth-headers")
 def auth_headers() -> Response[Any]:
-    identity = app.current_event.request_context.identity
+    caller_arn, source_ip = _caller(app.current_event)
     return _json(
-        HTTPStatus.OK,
-        broker.auth_headers(identity.user_arn, identity.source_ip, _query(app.current_event)),
+        HTTPStatus.OK, broker.auth_headers(caller_arn, source_ip, _query(app.current_event))
     )
 
 
 @app.get("/v1/health")
 def health() -> Response[Any]:
-    return _json(HTTPStatus.OK, broker.health(app.current_event.request_context.identity.user_arn))
+    caller_arn, _ = _caller(app.current_event)
+    return _json(HTTPStatus.OK, broker.health(caller_arn))
 
 
 @app.not_found
@@ -79,6 +79,12 @@ def error_response(error: Exception) -> Response[Any]:
         case _:
             logger.exception("unexpected error")
             return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "BROKER.0000", "internal error")
+
+
+def _caller(event: APIGatewayProxyEvent) -> tuple[str | None, str | None]:
+    """The caller's IAM ARN and source IP; an event with no identity at all is a 403, not a 500."""
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    return identity.get("userArn"), identity.get("sourceIp")
 
 
 def _query(event: APIGatewayProxyEvent) -> dict[str, list[str]]:

@@ -394,6 +394,15 @@ def test_request_without_iam_identity_is_a_403_before_any_secret_read(
     assert broker.reads == []
 
 
+def test_request_whose_event_has_no_identity_at_all_is_a_403(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy(allowed="")
+    event = load_event("broker-auth-headers.json")
+    del event["requestContext"]["identity"]
+    assert_error(broker.call(event), 403, "BROKER.0002")
+
+
 def test_health_without_iam_identity_is_a_403(deploy: Callable[..., DeployedBroker]) -> None:
     broker = deploy(allowed="")
     event = load_event("broker-no-identity.json")

@@ -31,10 +31,10 @@ from killb_broker.tokens import AccessToken
 DEFAULT_MIN_TTL = 300
 MAX_MIN_TTL = 1800
 
-# A warm container trusts its copy of the secret for at most this long. At one read per minute
-# per container, a container serving 1000 requests a minute reads Secrets Manager about once
-# (P3: at most 2 reads per 1000 requests), and a token the refresher rotated early reaches
-# callers within a minute.
+# A warm container trusts its copy of the secret for at most this long (60 s is the ceiling the
+# design allows). A container then reads Secrets Manager about once a minute however busy it is:
+# 1000 requests in a minute cost one read, where P3 allows two; and a token the refresher
+# replaced early reaches every caller within a minute.
 MAX_CACHE_AGE = 60
 
 # Retry-After after the refresher was invoked (or was already running: throttled): a refresh is
@@ -45,7 +45,7 @@ RETRY_AFTER_REFRESH_ATTEMPTED = 5
 # would only cost Secrets Manager reads.
 RETRY_AFTER_NOTHING_TO_DO = 30
 
-# Only the refresher's summary is logged, never the rest of what it returns.
+# The refresher's input for "refresh now", whatever its refresh window says.
 _FORCE_REFRESH = json.dumps({"force": True}).encode()
 
 
@@ -196,7 +196,10 @@ def _refresher_action(response: Mapping[str, Any]) -> str | None:
 
 
 class TokenSource:
-    """The access token of one secret: from memory while young, else read; refreshed on demand."""
+    """The access token of one secret: from memory while young, else read; refreshed on demand.
+
+    One per container; Lambda gives a container one request at a time, so it needs no lock.
+    """
 
     def __init__(
         self,
