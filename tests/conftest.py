@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import os
+
 import pytest
+
+# The shared Logger and Metrics read these when first imported, before any fixture runs.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "killb-credential-broker")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "KillBCredentialBroker")
 
 pytest_plugins = ["killb_sandbox.pytest_plugin"]
 
@@ -13,7 +19,13 @@ pytest_plugins = ["killb_sandbox.pytest_plugin"]
 @pytest.fixture(autouse=True)
 def aws_sandboxed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and a fixed region, so no test can ever touch a real AWS account."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETSMANAGER"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SECRETSMANAGER",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+        "AWS_ENDPOINT_URL_LAMBDA",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -14,7 +14,7 @@ from killb_broker.client import KillBAuthClient
 from killb_broker.config import RefresherConfig
 from killb_broker.errors import ConfigurationError, StoreError
 from killb_broker.observability import logger, metrics
-from killb_broker.policy import Action, KillB, RefreshSettings, keep_fresh
+from killb_broker.policy import Action, KillB, Outcome, RefreshSettings, keep_fresh
 from killb_broker.store import TokenStore, secretsmanager_client
 
 try:
@@ -64,9 +64,10 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, str | int | 
             STORE, killb_client, now=now, force=is_forced(event), settings=SETTINGS
         )
     except StoreError as error:
+        # A summary, not an exception: the contract's callers (the schedule, the broker's
+        # on-demand invoke) read the summary, and the RefresherFailed alarm counts it.
         logger.error(f"Secrets Manager failed: {error}", extra={"secret_id": error.secret_id})
-        metrics.add_metric(name="RefresherFailed", unit=MetricUnit.Count, value=1)
-        raise
+        outcome = Outcome(Action.FAILED, None, f"Secrets Manager failed: {error}")
 
     for happened in outcome.events:
         metrics.add_metric(name=happened.value, unit=MetricUnit.Count, value=1)

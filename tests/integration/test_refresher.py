@@ -17,7 +17,7 @@ from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
 from killb_broker.client import KillBAuthClient
-from killb_broker.errors import ConfigurationError, SecretAccessDenied
+from killb_broker.errors import ConfigurationError
 from killb_broker.observability import logger
 from killb_broker.policy import KillB
 from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
@@ -462,8 +462,9 @@ def test_killb_unavailable_at_refresh_keeps_the_stale_session(refresher: Refresh
 def test_access_token_write_failing_is_repaired_by_the_next_run(refresher: Refresher) -> None:
     # Given a run whose session write succeeds but whose access-token write is refused
     refresher.fail_next_put(ACCESS_TOKEN_ID)
-    with pytest.raises(SecretAccessDenied, match=ACCESS_TOKEN_ID):
-        refresher.run()
+    failed = refresher.run()
+    assert failed["action"] == "failed"
+    assert ACCESS_TOKEN_ID in str(failed["reason"])
     assert refresher.metrics()["RefresherFailed"] == [1]
     assert refresher.secret(ACCESS_TOKEN_ID)[0] == "{}"
 
@@ -488,8 +489,9 @@ def test_session_write_failing_after_a_refresh_is_recovered_by_login(
     refresher.clock.advance(2100)
     access_token_before = refresher.secret(ACCESS_TOKEN_ID)
     refresher.fail_next_put(SESSION_ID)
-    with pytest.raises(SecretAccessDenied, match=SESSION_ID):
-        refresher.run()
+    failed = refresher.run()
+    assert failed["action"] == "failed"
+    assert SESSION_ID in str(failed["reason"])
     assert refresher.secret(ACCESS_TOKEN_ID) == access_token_before
 
     # When the next run arrives (KillB has retired the refresh token the session still holds)
