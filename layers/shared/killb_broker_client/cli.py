@@ -1,8 +1,7 @@
 """`killb-broker headers`: the broker's current KillB auth headers, for shells and scripts.
 
-curl $(...) is unsafe with quotes, so use eval:
-eval "curl $(killb-broker headers --format curl) https://killb.app/api/v2/users"
-eval "$(killb-broker headers --format env)"
+The env and curl formats are shell-quoted (a header value holds a space), so a shell must parse
+them again: `eval "curl $(killb-broker headers --format curl) https://killb.app/api/v2/users"`.
 """
 
 from __future__ import annotations
@@ -72,17 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         auth = BrokerAuth(arguments.api_url, min_ttl=arguments.min_ttl, region=arguments.region)
         headers = auth.headers()
     except BrokerClientError as error:
-        print(
-            json.dumps(
-                {"errorCode": error.error_code, "status": error.status, "message": error.message}
-            ),
-            file=sys.stderr,
-        )
-        return 1
-    except ValueError as error:
-        print(
-            json.dumps({"errorCode": None, "status": None, "message": str(error)}), file=sys.stderr
-        )
-        return 1
+        return fail(error.message, error_code=error.error_code, status=error.status)
+    except ValueError as error:  # a URL or region that cannot be used
+        return fail(str(error))
     print(render(headers, arguments.format))
     return 0
+
+
+def fail(message: str, *, error_code: str | None = None, status: int | None = None) -> int:
+    """The error as one JSON line on stderr (never a token: the broker's errors hold none)."""
+    error = {"errorCode": error_code, "status": status, "message": message}
+    print(json.dumps(error), file=sys.stderr)
+    return 1
