@@ -1,0 +1,264 @@
+"""The functions' settings, the parameters, samconfig.toml and the alarms: what the contract and
+the on-call engineer rely on, and no secret anywhere."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tests.template.stack import Resources, referenced_ids, samconfig
+
+CONTRACT_ENVIRONMENT = {
+    "RefresherFunction": {
+        "KILLB_BASE_URL",
+        "CREDENTIALS_SECRET_ID",
+        "SESSION_SECRET_ID",
+        "ACCESS_TOKEN_SECRET_ID",
+        "REFRESH_WINDOW_SECONDS",
+        "LOGIN_BACKOFF_SECONDS",
+        "KILLB_TIMEOUT_SECONDS",
+    },
+    "BrokerFunction": {"ACCESS_TOKEN_SECRET_ID", "REFRESHER_FUNCTION_NAME", "ALLOWED_PRINCIPALS"},
+}
+POWERTOOLS_ENVIRONMENT = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+}
+KILLB_BASE_URLS = {
+    "sandbox": "https://teste-94u93qnn.uc.gateway.dev",
+    "production": "https://killb.app",
+}
+# Names and values that would betray a secret put where it does not belong.
+SECRET_NAME = re.compile(r"password|passwd|secret|token|api_?key|credential", re.IGNORECASE)
+SECRET_VALUE = re.compile(r"[A-Za-z0-9+/_=-]{32,}|AKIA[0-9A-Z]{16}|eyJ[A-Za-z0-9_-]{10,}")
+
+
+def alarms(resources: Resources) -> dict[str, dict[str, Any]]:
+    return {
+        logical_id: resource["Properties"]
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def alarm_on(resources: Resources, metric: str) -> dict[str, Any]:
+    (found,) = [a for a in alarms(resources).values() if a["MetricName"] == metric]
+    return found
+
+
+def overrides(environment: str) -> dict[str, str]:
+    """A samconfig environment's parameter_overrides as name -> value."""
+    text = samconfig()[environment]["deploy"]["parameters"]["parameter_overrides"]
+    return dict(re.findall(r'(\w+)="([^"]*)"', text))
+
+
+@pytest.mark.parametrize("function", sorted(CONTRACT_ENVIRONMENT))
+def test_function_has_exactly_the_contracts_environment(
+    resources: Resources, function: str
+) -> None:
+    variables = resources[function]["Properties"]["Environment"]["Variables"]
+
+    assert set(variables) == CONTRACT_ENVIRONMENT[function] | POWERTOOLS_ENVIRONMENT
+
+
+@pytest.mark.parametrize("function", sorted(CONTRACT_ENVIRONMENT))
+def test_function_runs_python313_on_arm64_with_tracing(resources: Resources, function: str) -> None:
+    properties = resources[function]["Properties"]
+
+    assert properties["Runtime"] == "python3.13"
+    assert properties["Architectures"] == ["arm64"]
+    assert properties["Handler"] == "app.lambda_handler"
+    assert properties["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_metrics_are_kept_apart_per_stack(resources: Resources) -> None:
+    variables = resources["RefresherFunction"]["Properties"]["Environment"]["Variables"]
+
+    assert variables["POWERTOOLS_SERVICE_NAME"] == {"Fn::Sub": "${AWS::StackName}"}
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "KillBCredentialBroker"
+
+
+def test_secret_ids_point_at_the_stacks_own_secrets(resources: Resources) -> None:
+    refresher = resources["RefresherFunction"]["Properties"]["Environment"]["Variables"]
+    broker = resources["BrokerFunction"]["Properties"]["Environment"]["Variables"]
+
+    assert refresher["CREDENTIALS_SECRET_ID"] == {"Ref": "CredentialsSecret"}
+    assert refresher["SESSION_SECRET_ID"] == {"Ref": "SessionSecret"}
+    assert refresher["ACCESS_TOKEN_SECRET_ID"] == {"Ref": "AccessTokenSecret"}
+    assert broker["ACCESS_TOKEN_SECRET_ID"] == {"Ref": "AccessTokenSecret"}
+    assert broker["REFRESHER_FUNCTION_NAME"] == {"Ref": "RefresherFunction"}
+
+
+def test_refresher_never_runs_twice_at_once(resources: Resources) -> None:
+    assert resources["RefresherFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1
+
+
+def test_a_failed_refresher_run_is_not_retried_by_lambda(resources: Resources) -> None:
+    (config,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventInvokeConfig"
+        and referenced_ids(r["Properties"]["FunctionName"]) == {"RefresherFunction"}
+    ]
+
+    assert config["MaximumRetryAttempts"] == 0
+
+
+def test_function_timeouts_fit_a_run_and_api_gateway(resources: Resources) -> None:
+    assert resources["RefresherFunction"]["Properties"]["Timeout"] >= 70
+    assert resources["BrokerFunction"]["Properties"]["Timeout"] <= 29
+
+
+def test_schedule_gives_up_on_a_delivery_before_the_next_run(
+    resources: Resources, template: dict[str, Any]
+) -> None:
+    # Given the shortest schedule the ScheduleExpression parameter allows (2 minutes)
+    pattern = template["Parameters"]["ScheduleExpression"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "rate(2 minutes)")
+    assert not re.fullmatch(pattern, "rate(1 minutes)")
+    (schedule,) = [r for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+
+    # Then its retries end before the next run, and an undelivered run is dead-lettered
+    target = schedule["Properties"]["Target"]
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] < 120
+    assert referenced_ids(target["DeadLetterConfig"]["Arn"]) == {"RefresherDeadLetterQueue"}
+    queue = resources["RefresherDeadLetterQueue"]["Properties"]
+    assert referenced_ids(queue["KmsMasterKeyId"]) == {"SecretsKey"}
+
+
+def test_killb_base_url_follows_the_killb_environment(template: dict[str, Any]) -> None:
+    mapping = template["Mappings"]["KillB"]
+
+    assert {name: urls["BaseUrl"] for name, urls in mapping.items()} == KILLB_BASE_URLS
+
+
+def test_every_parameter_is_described_and_constrained(template: dict[str, Any]) -> None:
+    for name, parameter in template["Parameters"].items():
+        assert parameter.get("Description"), name
+        assert "AllowedValues" in parameter or "AllowedPattern" in parameter, name
+
+
+def test_parameters_default_to_no_secret(template: dict[str, Any]) -> None:
+    for name, parameter in template["Parameters"].items():
+        assert not SECRET_NAME.search(name), name
+        assert not SECRET_VALUE.search(str(parameter.get("Default", ""))), name
+
+
+def test_credentials_secret_starts_as_an_empty_placeholder(resources: Resources) -> None:
+    value = json.loads(resources["CredentialsSecret"]["Properties"]["SecretString"])
+
+    assert value == {"email": "", "password": ""}
+
+
+@pytest.mark.parametrize("secret", ["SessionSecret", "AccessTokenSecret"])
+def test_refresher_written_secret_starts_as_no_session(resources: Resources, secret: str) -> None:
+    assert resources[secret]["Properties"]["SecretString"] == "{}"
+
+
+def test_samconfig_has_a_stack_per_killb_environment() -> None:
+    config = samconfig()
+
+    assert config["version"] == 0.1
+    stacks = {
+        env: config[env]["global"]["parameters"]["stack_name"] for env in config if env != "version"
+    }
+    assert set(stacks) == {"default", "sandbox", "production"}
+    assert len(set(stacks.values())) == 3
+    assert overrides("sandbox")["KillBEnvironment"] == "sandbox"
+    assert overrides("production")["KillBEnvironment"] == "production"
+
+
+@pytest.mark.parametrize("environment", ["default", "sandbox", "production"])
+def test_samconfig_deploys_with_iam_capability_and_a_managed_bucket(environment: str) -> None:
+    deploy = samconfig()[environment]["deploy"]["parameters"]
+
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_s3"] is True
+
+
+def test_production_deploy_waits_for_a_reviewed_change_set() -> None:
+    assert samconfig()["production"]["deploy"]["parameters"]["confirm_changeset"] is True
+
+
+@pytest.mark.parametrize("environment", ["default", "sandbox", "production"])
+def test_samconfig_overrides_only_known_parameters_with_no_secret(
+    template: dict[str, Any], environment: str
+) -> None:
+    for name, value in overrides(environment).items():
+        assert name in template["Parameters"], name
+        assert not SECRET_NAME.search(name), name
+        assert not SECRET_VALUE.search(value), name
+
+
+def test_samconfig_holds_no_secret_looking_value() -> None:
+    def values(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            return [v for inner in node.values() for v in values(inner)]
+        return [str(node)]
+
+    for value in values(samconfig()):
+        assert not SECRET_VALUE.search(value), value
+
+
+def test_every_alarm_notifies_the_alarm_topic(resources: Resources) -> None:
+    for name, alarm in alarms(resources).items():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+
+
+def test_failed_refresher_runs_raise_an_alarm(resources: Resources) -> None:
+    # The refresher returns "failed" instead of raising: Lambda's Errors never sees those runs.
+    alarm = alarm_on(resources, "RefresherFailed")
+
+    assert alarm["Namespace"] == "KillBCredentialBroker"
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": {"Ref": "AWS::StackName"}}]
+    assert alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_a_token_running_out_raises_an_alarm_even_with_no_data(resources: Resources) -> None:
+    alarm = alarm_on(resources, "AccessTokenSecondsLeft")
+
+    assert alarm["ComparisonOperator"] == "LessThanThreshold"
+    assert 300 <= alarm["Threshold"] <= 1800
+    assert alarm["TreatMissingData"] == "breaching"
+
+
+@pytest.mark.parametrize(
+    ("namespace", "metric"),
+    [
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "Throttles"),
+        ("AWS/ApiGateway", "5XXError"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ],
+)
+def test_operational_failures_raise_an_alarm(
+    resources: Resources, namespace: str, metric: str
+) -> None:
+    assert alarm_on(resources, metric)["Namespace"] == namespace
+
+
+def test_alarm_topic_and_logs_are_encrypted_with_the_stacks_key(resources: Resources) -> None:
+    assert referenced_ids(resources["AlarmTopic"]["Properties"]["KmsMasterKeyId"]) == {"SecretsKey"}
+    log_groups = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    assert len(log_groups) == 3
+    for log_group in log_groups:
+        assert referenced_ids(log_group["KmsKeyId"]) == {"SecretsKey"}
+        assert log_group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_outputs_give_the_operator_everything_to_wire_up(template: dict[str, Any]) -> None:
+    assert {
+        "ApiBaseUrl",
+        "AuthHeadersEndpoint",
+        "CredentialsSecretArn",
+        "SessionSecretArn",
+        "AccessTokenSecretArn",
+        "RefresherFunctionName",
+        "BrokerFunctionName",
+        "AlarmTopicArn",
+    } <= set(template["Outputs"])
