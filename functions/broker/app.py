@@ -14,9 +14,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from killb_broker.broker import Broker, CallerNotAllowed, InvalidRequest
+from killb_broker.broker import Broker
 from killb_broker.config import BrokerConfig
-from killb_broker.errors import ConfigurationError, TokenUnavailable
+from killb_broker.errors import (
+    CallerNotAllowed,
+    ConfigurationError,
+    InvalidRequest,
+    TokenUnavailable,
+)
 from killb_broker.observability import logger, metrics
 
 try:

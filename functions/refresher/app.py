@@ -10,12 +10,13 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from killb_broker.aws import secretsmanager_client
 from killb_broker.client import KillBAuthClient
 from killb_broker.config import RefresherConfig
 from killb_broker.errors import ConfigurationError, StoreError
 from killb_broker.observability import logger, metrics
 from killb_broker.policy import Action, KillB, Outcome, RefreshSettings, keep_fresh
-from killb_broker.store import TokenStore, secretsmanager_client
+from killb_broker.store import TokenStore
 
 try:
     CONFIG = RefresherConfig.from_env(os.environ)

@@ -10,8 +10,9 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from killb_broker.aws import secretsmanager_client
 from killb_broker.errors import SecretAccessDenied, SecretNotFound, StoreError
-from killb_broker.store import TokenStore, secretsmanager_client
+from killb_broker.store import TokenStore
 from killb_broker.tokens import AccessToken, Credentials, LoginBackoff, Session, TokenSet
 
 if TYPE_CHECKING:

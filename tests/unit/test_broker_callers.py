@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from killb_broker.broker import Broker, CallerNotAllowed, TokenSource, principal_matches
+from killb_broker.broker import Broker, TokenSource, principal_matches
+from killb_broker.errors import CallerNotAllowed
 
 ROLE = "arn:aws:iam::123456789012:role/payments-api"
 ROLE_WITH_PATH = "arn:aws:iam::123456789012:role/service-role/payments-api"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from killb_broker.broker import InvalidRequest, parse_min_ttl, rfc3339
+from killb_broker.broker import parse_min_ttl, rfc3339
+from killb_broker.errors import InvalidRequest
 
 
 def test_min_ttl_defaults_to_300_seconds() -> None:

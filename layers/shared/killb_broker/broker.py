@@ -17,9 +17,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from killb_broker.aws import secretsmanager_client
 from killb_broker.config import BrokerConfig
 from killb_broker.errors import (
-    BrokerError,
+    CallerNotAllowed,
+    InvalidRequest,
     SecretAccessDenied,
     SecretNotFound,
     StoreError,
@@ -47,14 +49,6 @@ RETRY_AFTER_NOTHING_TO_DO = 30
 
 # The refresher's input for "refresh now", whatever its refresh window says.
 _FORCE_REFRESH = json.dumps({"force": True}).encode()
-
-
-class InvalidRequest(BrokerError):
-    """The request's query is not what the API accepts (400)."""
-
-
-class CallerNotAllowed(BrokerError):
-    """No IAM caller identity, or a caller that ALLOWED_PRINCIPALS does not name (403)."""
 
 
 class SecretReader(Protocol):
@@ -299,16 +293,10 @@ class Broker:
     @classmethod
     def from_config(cls, config: BrokerConfig) -> Broker:
         """A broker with its own boto3 clients: created once per container, at cold start."""
-        session = boto3.session.Session()
-        secrets = session.client(
-            "secretsmanager",
-            config=Config(
-                connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}
-            ),
-        )
+        secrets = secretsmanager_client(connect_timeout=2, read_timeout=5, max_attempts=3)
         refresher = None
         if config.refresher_function_name:
-            lambda_client = session.client(
+            lambda_client = boto3.client(
                 "lambda",
                 config=Config(
                     connect_timeout=2,

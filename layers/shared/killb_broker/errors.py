@@ -96,3 +96,11 @@ class TokenUnavailable(BrokerError):
     def __init__(self, reason: str, *, retry_after: int) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class InvalidRequest(BrokerError):
+    """The request's query is not what the broker API accepts (400)."""
+
+
+class CallerNotAllowed(BrokerError):
+    """No IAM caller identity, or a caller that ALLOWED_PRINCIPALS does not name (403)."""

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from killb_broker.errors import SecretAccessDenied, SecretNotFound, StoreError
@@ -27,22 +24,6 @@ REQUEST_TOKEN_NAMESPACE = uuid.UUID("5b0e8f39-4a0c-5d4e-9c61-6b8a3f2d7e10")
 CURRENT = "AWSCURRENT"
 # How many times a write may find its value already stored as an older version (see _put).
 MAX_SUPERSEDED_VERSIONS = 3
-
-
-def secretsmanager_client() -> SecretsManagerClient:
-    """A Secrets Manager client whose throttling and transient errors botocore retries itself.
-
-    boto3 reads AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_SECRETS_MANAGER by itself, which is how the
-    functions run unchanged against a local Secrets Manager. The contract also names
-    AWS_ENDPOINT_URL_SECRETSMANAGER, a spelling boto3 does not know: that one is passed on here.
-    """
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=5
-    )
-    endpoint_url = None
-    if not os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER"):
-        endpoint_url = os.environ.get("AWS_ENDPOINT_URL_SECRETSMANAGER") or None
-    return boto3.client("secretsmanager", config=config, endpoint_url=endpoint_url)
 
 
 def request_token(secret_string: str, *, superseded: int = 0) -> str:
