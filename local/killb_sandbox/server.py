@@ -252,7 +252,7 @@ class KillBSandbox:
 
     # What a test asserts on
 
-    def count(self, endpoint: str) -> int:
+    def count(self, endpoint: Endpoint) -> int:
         """How many requests reached endpoint ("login", "refresh", "users"; "any": all)."""
         with self._lock:
             return sum(1 for r in self.requests if endpoint in ("any", r.endpoint))
