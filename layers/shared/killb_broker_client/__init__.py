@@ -1,6 +1,6 @@
 """Client for services that call the KillB credential broker: fresh KillB auth headers in one line.
 
-session.auth = BrokerAuth("https://abc123.execute-api.us-east-1.amazonaws.com/prod")
+session.auth = BrokerAuth("https://abc123.execute-api.us-east-1.amazonaws.com/api")
 """
 
 from killb_broker_client.auth import BrokerAuth, get_auth_headers

@@ -1,0 +1,112 @@
+"""The README drifts from the code: these tests fail when its commands, snippets or paths do."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import shlex
+
+import pytest
+
+import killb_broker_client
+from killb_broker_client.cli import parser
+from tests.support import ROOT
+
+README = (ROOT / "README.md").read_text()
+FENCE = re.compile(r"```(\w*)\n(.*?)```", re.DOTALL)
+
+
+def blocks(language: str) -> list[str]:
+    return [body for lang, body in FENCE.findall(README) if lang == language]
+
+
+def shell_lines() -> list[str]:
+    lines = (line.split("#")[0].strip() for body in blocks("bash") for line in body.splitlines())
+    return [line for line in lines if line]
+
+
+def test_readme_shows_the_two_commands_and_ci_runs_the_test_one() -> None:
+    commands = [line for line in shell_lines() if line.startswith("make ")]
+    assert commands[:2] == ["make demo", "make test"]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("target", ["demo", "test"])
+def test_readme_make_targets_exist(target: str) -> None:
+    assert re.search(rf"^{target}:", (ROOT / "Makefile").read_text(), re.MULTILINE)
+
+
+def cli_invocations() -> list[list[str]]:
+    found = []
+    for line in shell_lines():
+        for command in re.findall(r"killb-broker ([^)\"]+)", line):
+            found.append(shlex.split(command))
+    return found
+
+
+def test_readme_shows_the_cli() -> None:
+    assert len(cli_invocations()) >= 2
+
+
+@pytest.mark.parametrize("argv", cli_invocations(), ids=" ".join)
+def test_readme_cli_invocations_parse(argv: list[str]) -> None:
+    arguments = parser().parse_args(argv)
+    assert arguments.command == "headers"
+
+
+def python_calls() -> list[ast.Call]:
+    calls = []
+    for body in blocks("python"):
+        tree = ast.parse(body)
+        imported = {
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "killb_broker_client"
+            for alias in node.names
+        }
+        calls += [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in imported
+        ]
+    return calls
+
+
+def test_readme_python_snippets_use_the_client() -> None:
+    assert {call.func.id for call in python_calls() if isinstance(call.func, ast.Name)} >= {
+        "BrokerAuth",
+        "get_auth_headers",
+    }
+
+
+@pytest.mark.parametrize("call", python_calls(), ids=ast.unparse)
+def test_readme_python_calls_match_the_signatures(call: ast.Call) -> None:
+    assert isinstance(call.func, ast.Name)
+    target = getattr(killb_broker_client, call.func.id)
+    signature = inspect.signature(target)
+    signature.bind(
+        *[ast.literal_eval(arg) for arg in call.args],
+        **{kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg},
+    )
+
+
+def test_readme_layout_names_paths_that_exist() -> None:
+    layout = next(body for body in blocks("") if "template.yaml" in body)
+    paths = [line.split()[0] for line in layout.splitlines() if line and not line[0].isspace()]
+    missing = [path for path in paths if not (ROOT / path).exists()]
+    assert paths
+    assert missing == []
+
+
+def test_readme_links_to_files_that_exist() -> None:
+    links = re.findall(r"\]\(((?!https?:)[^)#]+)\)", README)
+    assert links
+    assert [link for link in links if not (ROOT / link).exists()] == []
+
+
+def test_readme_names_every_error_code_of_the_broker() -> None:
+    for code in ("0000", "0001", "0002", "0003", "0004", "0005"):
+        assert f"BROKER.{code}" in README
