@@ -176,3 +176,24 @@ def test_resource_policy_admits_only_the_listed_callers_when_given() -> None:
         "deny_unless_arn": expected,
         "deny_unless_account": expected,
     }
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        ("210987654321", True),
+        (f"arn:aws:iam::{ACCOUNT_ID}:role/payments,210987654321", True),
+        (f"arn:aws:iam::{ACCOUNT_ID}:role/team/payments", True),
+        (f"arn:aws:iam::{ACCOUNT_ID}:role/payments, 210987654321", False),
+        (f"arn:aws:iam::{ACCOUNT_ID}:role/*", False),
+        ("*", False),
+        (f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/payments/session", False),
+    ],
+)
+def test_allowed_caller_principals_accepts_only_what_a_resource_policy_can_name(
+    template: dict[str, Any], value: str, accepted: bool
+) -> None:
+    pattern = template["Parameters"]["AllowedCallerPrincipals"]["AllowedPattern"]
+
+    assert bool(re.fullmatch(pattern, value)) is accepted
