@@ -3,9 +3,8 @@ context, and (through the sandbox's plugin) a local KillB on loopback."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import os
+from typing import Any
 
 import pytest
 
