@@ -36,6 +36,16 @@ FAKE_USERS = (
 
 Endpoint = Literal["login", "refresh", "users", "any"]
 
+# Every token any sandbox in this process issued, so a leak check can search logs for them all.
+_EVERY_TOKEN_ISSUED: set[str] = set()
+_EVERY_TOKEN_LOCK = threading.Lock()
+
+
+def every_token_issued() -> frozenset[str]:
+    """Every access and refresh token any sandbox in this process has issued so far."""
+    with _EVERY_TOKEN_LOCK:
+        return frozenset(_EVERY_TOKEN_ISSUED)
+
 
 @dataclass(frozen=True, slots=True)
 class Account:
@@ -347,6 +357,8 @@ class KillBSandbox:
     def _issue(self, email: str) -> _Answer:
         now = self.clock()
         access_token, refresh_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        with _EVERY_TOKEN_LOCK:
+            _EVERY_TOKEN_ISSUED.update((access_token, refresh_token))
         with self._lock:
             lifetime_ms = self.token_lifetime_ms
             self._access_tokens[access_token] = _Grant(email, now + lifetime_ms / 1000)
