@@ -52,9 +52,10 @@ REFRESHER_NAME = "killb-sim-refresher"
 CALLER_EVENT = "broker-auth-headers.json"
 
 # A real (not simulated) wait stands for "KillB answered after the client gave up": the client's
-# timeout is tiny so the week stays fast; the answer comes later and spends the refresh token.
-CLIENT_TIMEOUT = 0.05
-SLOW_ANSWER = Delay(seconds=0.1)
+# timeout is short so the week stays fast (yet long enough that a busy machine does not fake a
+# timeout); the answer comes later and spends the refresh token.
+CLIENT_TIMEOUT = 0.25
+SLOW_ANSWER = Delay(seconds=0.5)
 
 # During an outage every KillB request gets one of these, at random.
 OUTAGE_FAULTS: tuple[tuple[str, Fault], ...] = (
@@ -89,6 +90,7 @@ class Scenario:
     outage_share: float = 0.05  # of the whole time, KillB is down this much in all
     max_outage_seconds: int = 1500
     revocations_per_day: float = 0.5  # KillB refuses every refresh token issued before
+    killb_timeout: float = CLIENT_TIMEOUT  # seconds, real: the KillB client's timeouts
 
 
 @dataclass
@@ -232,12 +234,13 @@ class Simulation:
         os.environ["KILLB_BASE_URL"] = self.sandbox.base_url
         app = load_function("refresher")
         report, clock, base_url = self.report, self.clock, self.sandbox.base_url
+        timeout = self.scenario.killb_timeout
 
         def killb_client(api_key: str | None) -> KillB:
             client = KillBAuthClient(
                 base_url,
                 api_key=api_key,
-                timeout=CLIENT_TIMEOUT,
+                timeout=timeout,
                 max_retries=2,
                 backoff_factor=0.001,
                 max_retry_after=0.001,
