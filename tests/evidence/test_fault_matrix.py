@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
 from moto.core.botocore_stubber import MockRawResponse
 
 from killb_sandbox.pytest_plugin import SANDBOX_PASSWORD
@@ -177,7 +178,8 @@ def throttle_once(refresher: Refresher, call: str) -> list[str]:
             return None
         throttled.append(operation)
         body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"})
-        headers = {"Content-Type": "application/x-amz-json-1.1"}
+        headers = HTTPHeaders()
+        headers["Content-Type"] = "application/x-amz-json-1.1"
         return AWSResponse(request.url, 400, headers, MockRawResponse(body.encode()))
 
     refresher.app.STORE._client.meta.events.register_first(
