@@ -103,6 +103,7 @@ class Report:
     requests_up_to_1500: int = 0
     served_up_to_1500: int = 0
     unserved_statuses: dict[int, int] = field(default_factory=dict)
+    unserved: list[str] = field(default_factory=list)  # minTtl, and whether KillB was down
     refresher_runs: int = 0
     forced_runs: int = 0
     logins: int = 0
@@ -138,7 +139,7 @@ class Report:
             f"faults served by KillB: {dict(sorted(self.faults_served.items()))}",
             f"broker requests: {self.requests}, served for their minTtl: "
             f"{self.served_share:.4%} (minTtl <= 1500: {self.served_share_up_to_1500:.4%}); "
-            f"not served: {self.unserved_statuses}",
+            f"not served: {self.unserved_statuses} {self.unserved[:12]}",
             f"refresher runs: {self.refresher_runs} scheduled, {self.forced_runs} by the broker",
             f"logins: {self.logins} (1 + {self.refresh_rejections} refused refresh tokens: "
             f"{self.revocations} revocations, {self.slow_answers_to_refresh} refresh answers lost "
@@ -338,6 +339,8 @@ class Simulation:
         else:
             status = response["statusCode"]
             self.report.unserved_statuses[status] = self.report.unserved_statuses.get(status, 0) + 1
+            down = "in an outage" if self.in_outage() else "KillB up"
+            self.report.unserved.append(f"minTtl={wanted} ({down})")
 
     def run(self) -> Report:
         scenario = self.scenario
