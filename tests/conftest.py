@@ -50,3 +50,7 @@ def lambda_context() -> Any:
             return 60_000
 
     return Context()
+
+
+# The leak check: every test's captured output is searched for the secrets the tests used.
+pytest_plugins += ["tests.evidence.leak_check"]
