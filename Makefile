@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test demo bench lint typecheck template checkov pytest lock clean
+.PHONY: test demo bench lint typecheck bandit template checkov pytest lock clean
 
 $(BIN)/.installed: requirements/dev.txt layers/shared/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it, or set PYTHON313=/path/to/python3.13)"; exit 1; }
@@ -33,6 +33,9 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
+bandit: $(BIN)/.installed
+	$(BIN)/bandit -q -c pyproject.toml -r layers functions local
+
 template: $(BIN)/.installed
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint --region $(AWS_DEFAULT_REGION)
@@ -44,7 +47,7 @@ checkov: $(CHECKOV_VENV)/.installed
 pytest: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
-test: lint typecheck template checkov pytest
+test: lint typecheck bandit template checkov pytest
 
 demo: $(BIN)/.installed
 	$(BIN)/python local/demo.py
