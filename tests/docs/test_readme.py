@@ -110,3 +110,17 @@ def test_readme_links_to_files_that_exist() -> None:
 def test_readme_names_every_error_code_of_the_broker() -> None:
     for code in ("0000", "0001", "0002", "0003", "0004", "0005"):
         assert f"BROKER.{code}" in README
+
+
+def test_readme_configure_table_names_template_parameters() -> None:
+    section = README.split("## Configure", 1)[1].split("\n## ", 1)[0]
+    named = {
+        name
+        for row in section.splitlines()
+        if row.startswith("| `")
+        for name in re.findall(r"`([A-Za-z]+)`", row.split("|")[1])
+        if name[0].isupper()
+    }
+    template = (ROOT / "template.yaml").read_text()
+    assert named
+    assert [name for name in sorted(named) if f"\n  {name}:\n" not in template] == []
