@@ -141,9 +141,9 @@ class Report:
             f"{self.served_share:.4%} (minTtl <= 1500: {self.served_share_up_to_1500:.4%}); "
             f"not served: {self.unserved_statuses} {self.unserved[:12]}",
             f"refresher runs: {self.refresher_runs} scheduled, {self.forced_runs} by the broker",
-            f"logins: {self.logins} (1 + {self.refresh_rejections} refused refresh tokens: "
-            f"{self.revocations} revocations, {self.slow_answers_to_refresh} refresh answers lost "
-            f"to a timeout)",
+            f"logins: {self.logins} (1 + {self.refresh_rejections} refused refresh tokens, after "
+            f"{self.revocations} revocations and {self.slow_answers_to_refresh} refresh answers "
+            f"KillB sent after the client had timed out)",
             f"KillB calls: {self.refreshes + self.logins} ({self.refreshes} refreshes), "
             f"{self.killb_requests} HTTP requests with retries",
             f"secret writes: {self.secret_writes} ({self.secret_writes / days:.0f}/day); broker "
