@@ -554,6 +554,18 @@ def test_each_200_is_audited_once_with_caller_ip_fingerprint_and_expiry(
     assert audits[0]["min_ttl"] == 900
 
 
+def test_log_lines_carry_api_gateways_request_id_as_correlation_id(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600)
+    event = load_event("broker-auth-headers.json")
+    broker.call(event)
+    records = log_records(broker_log)
+    assert records
+    assert {r.get("correlation_id") for r in records} == {event["requestContext"]["requestId"]}
+
+
 def test_refused_and_failed_requests_are_not_audited_as_issued(
     deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
 ) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from killb_broker.broker import AUDIT_MESSAGE
 from tests.template.stack import Resources, referenced_ids, samconfig
 
 CONTRACT_ENVIRONMENT = {
@@ -262,3 +263,17 @@ def test_outputs_give_the_operator_everything_to_wire_up(template: dict[str, Any
         "BrokerFunctionName",
         "AlarmTopicArn",
     } <= set(template["Outputs"])
+
+
+def test_tokens_issued_are_counted_from_the_brokers_audit_line(resources: Resources) -> None:
+    # Given the broker's audit message, and the metric filter on the broker's log group
+    metric_filter = resources["TokensIssuedMetricFilter"]["Properties"]
+
+    # Then the filter matches that message exactly, on the broker's own log group
+    assert metric_filter["FilterPattern"] == f'{{ $.message = "{AUDIT_MESSAGE}" }}'
+    assert referenced_ids(metric_filter["LogGroupName"]) == {"BrokerLogGroup"}
+    (transformation,) = metric_filter["MetricTransformations"]
+    assert (transformation["MetricNamespace"], transformation["MetricName"]) == (
+        "KillBCredentialBroker",
+        "TokensIssued",
+    )
