@@ -55,12 +55,17 @@ demo: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
 
-# Re-pin requirements/dev.txt from requirements/dev.in (needs the network to PyPI).
+# Re-pin requirements/dev.txt (from requirements/dev.in) and requirements/checkov.txt (needs PyPI).
 lock:
 	rm -rf .venv-lock && $(PYTHON313) -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet -r requirements/dev.in
 	{ echo "# Generated from requirements/dev.in with pip freeze on Python 3.13 (make lock). Do not edit by hand."; \
 	  .venv-lock/bin/pip freeze --exclude pip --exclude setuptools --exclude wheel; } > requirements/dev.txt
+	rm -rf .venv-lock
+	$(PYTHON313) -m venv .venv-lock && .venv-lock/bin/pip install --quiet checkov==3.3.30
+	{ echo "# checkov pins a boto3 that clashes with aws-sam-cli's, so it gets a virtualenv of its own."; \
+	  echo "# The whole tree, frozen from a venv that installed checkov==3.3.30 (make lock)."; \
+	  .venv-lock/bin/pip freeze --exclude pip --exclude setuptools --exclude wheel; } > requirements/checkov.txt
 	rm -rf .venv-lock
 
 clean:
