@@ -8,11 +8,19 @@ from typing import Any
 
 import pytest
 
+POWERTOOLS_ENVIRONMENT = {
+    "POWERTOOLS_SERVICE_NAME": "killb-credential-broker",
+    "POWERTOOLS_METRICS_NAMESPACE": "KillBCredentialBroker",
+}
 # The shared Logger and Metrics read these when first imported, before any fixture runs.
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "killb-credential-broker")
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "KillBCredentialBroker")
+for _name, _value in POWERTOOLS_ENVIRONMENT.items():
+    os.environ.setdefault(_name, _value)
 
-pytest_plugins = ["killb_sandbox.pytest_plugin"]
+pytest_plugins = [
+    "killb_sandbox.pytest_plugin",
+    # The leak check: every test's captured output is searched for the secrets the tests used.
+    "tests.evidence.leak_check",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -31,8 +39,8 @@ def aws_sandboxed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "killb-credential-broker")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "KillBCredentialBroker")
+    for name, value in POWERTOOLS_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture
@@ -50,7 +58,3 @@ def lambda_context() -> Any:
             return 60_000
 
     return Context()
-
-
-# The leak check: every test's captured output is searched for the secrets the tests used.
-pytest_plugins += ["tests.evidence.leak_check"]
