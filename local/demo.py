@@ -11,7 +11,6 @@ in the environment, it runs against that KillB instead of the sandbox.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -19,9 +18,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import FrameType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,35 +79,6 @@ def background(name: str, argv: list[str], port: int) -> Iterator[None]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def load_handler(function: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """functions/<function>/app.py, imported the way the Lambda runtime does at cold start."""
-    spec = importlib.util.spec_from_file_location(
-        f"{function}_app", ROOT / "functions" / function / "app.py"
-    )
-    if spec is None or spec.loader is None:
-        raise DemoFailed(f"cannot load functions/{function}/app.py")
-    module: ModuleType = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    handler: Callable[[dict[str, Any], Any], dict[str, Any]] = module.lambda_handler
-    return handler
-
-
-class LambdaContext:
-    """What Powertools reads from a Lambda context."""
-
-    def __init__(self, function_name: str) -> None:
-        self.function_name = function_name
-        self.memory_limit_in_mb = 256
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{function_name}"
-        )
-        self.aws_request_id = f"demo-{function_name}-{int(time.time() * 1000)}"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 90_000
 
 
 def event(name: str) -> dict[str, Any]:
@@ -172,6 +142,7 @@ def run(real_killb: dict[str, str] | None) -> None:
 def run_flow(base_url: str, credentials: dict[str, str], *, show_token: bool) -> None:
     import requests  # noqa: PLC0415
     from broker_server import serve_broker  # noqa: PLC0415
+    from lambda_runtime import LambdaContext, load_function  # noqa: PLC0415
 
     from killb_broker.aws import secretsmanager_client  # noqa: PLC0415
     from killb_broker.tokens import fingerprint  # noqa: PLC0415
@@ -193,28 +164,23 @@ def run_flow(base_url: str, credentials: dict[str, str], *, show_token: bool) ->
     detail(", ".join(SECRET_NAMES.values()))
 
     os.environ["KILLB_BASE_URL"] = base_url
-    refresher = load_handler("refresher")
-    step(4, "Refresher, scheduled run (events/refresher-scheduled.json): no session yet")
-    summary = refresher(event("refresher-scheduled.json"), LambdaContext("refresher"))
-    detail(json.dumps(summary))
-    if summary.get("action") != "logged_in":
-        raise DemoFailed(f"the first run should log in, it returned {summary.get('action')!r}")
-
-    step(5, "Refresher again, as a duplicate delivery: the token is fresh, so no KillB call")
-    summary = refresher(event("refresher-scheduled.json"), LambdaContext("refresher"))
-    detail(json.dumps(summary))
-    if summary.get("action") != "noop":
-        raise DemoFailed(f"a duplicate run should do nothing, it returned {summary!r}")
-
-    step(6, "Refresher forced (events/refresher-force.json): refresh with the refresh token")
-    summary = refresher(event("refresher-force.json"), LambdaContext("refresher"))
-    detail(json.dumps(summary))
-    if summary.get("action") != "refreshed":
-        raise DemoFailed(f"a forced run should refresh, it returned {summary!r}")
+    refresher = load_function("refresher").lambda_handler
+    scheduled, forced = "refresher-scheduled.json", "refresher-force.json"
+    runs = (
+        (f"scheduled run (events/{scheduled}): no session yet", scheduled, "logged_in"),
+        ("again, as a duplicate delivery: the token is fresh, no KillB call", scheduled, "noop"),
+        (f"forced (events/{forced}): refresh with the refresh token", forced, "refreshed"),
+    )
+    for number, (what, event_file, expected) in enumerate(runs, start=4):
+        step(number, f"Refresher, {what}")
+        summary = refresher(event(event_file), LambdaContext("refresher", remaining_ms=90_000))
+        detail(json.dumps(summary))
+        if summary.get("action") != expected:
+            raise DemoFailed(f"expected {expected!r}, the refresher returned {summary!r}")
 
     os.environ["ALLOWED_PRINCIPALS"] = f"arn:aws:iam::{ACCOUNT_ID}:role/payments-api"
     os.environ["REFRESHER_FUNCTION_NAME"] = ""
-    broker = load_handler("broker")
+    broker = load_function("broker").lambda_handler
     with serve_broker(broker, caller_arn=CALLER_ARN, account_id=ACCOUNT_ID) as api:
         step(7, f"Broker served on {api.base_url} as API Gateway would, caller {CALLER_ARN}")
         headers = get_auth_headers(api.base_url, min_ttl=300)

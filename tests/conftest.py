@@ -4,9 +4,9 @@ context, and (through the sandbox's plugin) a local KillB on loopback."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import pytest
+from lambda_runtime import LambdaContext
 
 POWERTOOLS_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "killb-credential-broker",
@@ -44,17 +44,6 @@ def aws_sandboxed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def lambda_context() -> Any:
-    """The few attributes of a Lambda context that Powertools reads."""
-
-    class Context:
-        function_name = "test-function"
-        memory_limit_in_mb = 256
-        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-        aws_request_id = "6f1b0a3e-0000-4000-8000-000000000001"
-
-        @staticmethod
-        def get_remaining_time_in_millis() -> int:
-            return 60_000
-
-    return Context()
+def lambda_context() -> LambdaContext:
+    """What Powertools reads from a Lambda context."""
+    return LambdaContext(function_name="test-function")
