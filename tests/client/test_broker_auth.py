@@ -205,36 +205,50 @@ def test_headers_inside_the_refresh_margin_are_fetched_again(
     assert second["Authorization"] == "Bearer next-token"
 
 
-def test_many_threads_share_one_broker_request(
-    broker: ScriptedBroker, broker_api: BrokerServer
-) -> None:
-    # Given a broker that holds its first answer until every thread is asking
+def ask_at_once(
+    broker: ScriptedBroker, auth: BrokerAuth, threads: int
+) -> tuple[list[dict[str, str]], list[BrokerClientError]]:
+    """The headers and errors of `threads` threads asking at once, while the broker holds its
+    first answer until the others have piled up behind it."""
     broker.release.clear()
-    auth = BrokerAuth(broker_api.base_url)
     results: list[dict[str, str]] = []
-    start = threading.Barrier(20)
+    errors: list[BrokerClientError] = []
+    start = threading.Barrier(threads)
 
     def ask() -> None:
         start.wait()
-        results.append(auth.headers())
+        try:
+            results.append(auth.headers())
+        except BrokerClientError as error:
+            errors.append(error)
 
-    threads = [threading.Thread(target=ask) for _ in range(20)]
-
-    # When 20 threads ask for headers at once
-    for thread in threads:
-        thread.start()
+    workers = [threading.Thread(target=ask) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
     assert broker.first_request.wait(timeout=10)
     # Give the other threads time to pile up behind the first; a broken single-flight would
     # send their requests now, and they would be counted once the broker answers.
     threading.Event().wait(0.3)
     broker.release.set()
-    for thread in threads:
-        thread.join(timeout=10)
+    for worker in workers:
+        worker.join(timeout=10)
+    return results, errors
+
+
+def test_many_threads_share_one_broker_request(
+    broker: ScriptedBroker, broker_api: BrokerServer
+) -> None:
+    # Given a broker that holds its first answer until every thread is asking
+    auth = BrokerAuth(broker_api.base_url)
+
+    # When 20 threads ask for headers at once
+    results, errors = ask_at_once(broker, auth, 20)
 
     # Then one broker request served all of them
     assert broker.calls == 1
     assert len(results) == 20
     assert all(result == results[0] for result in results)
+    assert errors == []
 
 
 def test_threads_waiting_on_a_failed_fetch_get_its_error(
@@ -242,30 +256,15 @@ def test_threads_waiting_on_a_failed_fetch_get_its_error(
 ) -> None:
     # Given a broker that refuses the caller, slowly
     broker.script(refused(403, "BROKER.0002", "Caller not allowed"))
-    broker.release.clear()
     auth = BrokerAuth(broker_api.base_url)
-    errors: list[BrokerClientError] = []
-
-    def ask() -> None:
-        try:
-            auth.headers()
-        except BrokerClientError as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=ask) for _ in range(5)]
 
     # When five threads ask at once
-    for thread in threads:
-        thread.start()
-    assert broker.first_request.wait(timeout=10)
-    threading.Event().wait(0.3)
-    broker.release.set()
-    for thread in threads:
-        thread.join(timeout=10)
+    results, errors = ask_at_once(broker, auth, 5)
 
     # Then all of them get the one refusal, from one request
     assert broker.calls == 1
     assert [type(error) for error in errors] == [BrokerAccessDenied] * 5
+    assert results == []
 
 
 def test_503_is_retried_after_retry_after(broker: ScriptedBroker, broker_api: BrokerServer) -> None:

@@ -85,6 +85,23 @@ class DeployedBroker:
 
         self.stubber.client.meta.events.register("before-parameter-build.lambda.Invoke", run_action)
 
+    def refresher_answers(self, action: str) -> None:
+        """The next invoke (which must be the forced one) returns a summary with this action."""
+        assert self.stubber is not None
+        response = {"StatusCode": 200, "Payload": summary(action)}
+        self.stubber.add_response("invoke", response, FORCE_INVOKE)
+
+    def refresher_throttled(self) -> None:
+        """The next invoke (which must be the forced one) is throttled: a run is under way."""
+        assert self.stubber is not None
+        self.stubber.add_client_error(
+            "invoke",
+            "TooManyRequestsException",
+            "Rate Exceeded.",
+            429,
+            expected_params=FORCE_INVOKE,
+        )
+
 
 @pytest.fixture
 def broker_log() -> Iterator[io.StringIO]:
@@ -262,8 +279,7 @@ def test_token_shorter_than_min_ttl_is_refreshed_on_demand_once(
     # Given a token with 10 minutes left, and a refresher that writes a fresh one when invoked
     broker = deploy()
     broker.put_token("old", 600)
-    assert broker.stubber is not None
-    broker.stubber.add_response("invoke", {"StatusCode": 200, "Payload": summary("refreshed")})
+    broker.refresher_answers("refreshed")
     broker.on_invoke(lambda: broker.put_token("new", 3600))
     # When a caller needs 15 minutes (the min-ttl event asks for 900 s)
     answer = broker.call(load_event("broker-auth-headers-min-ttl.json"))
@@ -295,8 +311,7 @@ def test_throttled_refresher_then_a_refreshed_secret_is_a_200(
 ) -> None:
     broker = deploy()
     broker.put_token("old", 60)
-    assert broker.stubber is not None
-    broker.stubber.add_client_error("invoke", "TooManyRequestsException", "Rate Exceeded.", 429)
+    broker.refresher_throttled()
     broker.on_invoke(lambda: broker.put_token("new", 3600))
     answer = broker.call(load_event("broker-auth-headers.json"))
     assert answer.status == 200
@@ -308,8 +323,7 @@ def test_throttled_refresher_and_a_still_short_token_is_a_503_to_retry_soon(
 ) -> None:
     broker = deploy()
     broker.put_token("old", 60)
-    assert broker.stubber is not None
-    broker.stubber.add_client_error("invoke", "TooManyRequestsException", "Rate Exceeded.", 429)
+    broker.refresher_throttled()
     answer = broker.call(load_event("broker-auth-headers.json"))
     assert_error(answer, 503, "BROKER.0003")
     assert answer.headers["Retry-After"] == "5"
@@ -321,8 +335,7 @@ def test_placeholder_secret_that_the_refresher_cannot_fill_is_a_503(
     deploy: Callable[..., DeployedBroker],
 ) -> None:
     broker = deploy()
-    assert broker.stubber is not None
-    broker.stubber.add_response("invoke", {"StatusCode": 200, "Payload": summary("failed")})
+    broker.refresher_answers("failed")
     answer = broker.call(load_event("broker-auth-headers.json"))
     assert_error(answer, 503, "BROKER.0003")
     assert answer.headers["Retry-After"] == "5"
@@ -581,13 +594,12 @@ def test_no_token_or_api_key_reaches_the_logs(
     # Given a refresh on demand, a 200, a health check, a 503 and a 403 in one container
     broker = deploy()
     broker.put_token("old", 60)
-    assert broker.stubber is not None
-    broker.stubber.add_response("invoke", {"StatusCode": 200, "Payload": summary("refreshed")})
+    broker.refresher_answers("refreshed")
     broker.on_invoke(lambda: broker.put_token("new", 3600))
     broker.call(load_event("broker-auth-headers.json"))
     broker.call(load_event("broker-health.json"))
     broker.call(load_event("broker-no-identity.json"))
-    broker.stubber.add_client_error("invoke", "TooManyRequestsException", "Rate Exceeded.", 429)
+    broker.refresher_throttled()
     broker.call(with_query("broker-auth-headers.json", {"minTtl": ["1800"]}))
     # Then the logs hold fingerprints, and never a token or the API key
     logs = broker_log.getvalue()

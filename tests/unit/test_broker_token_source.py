@@ -98,6 +98,23 @@ class RefresherStub:
 
         self.client.meta.events.register("before-parameter-build.lambda.Invoke", run_action)
 
+    def answers(self, action: str, *, function_error: str | None = None) -> None:
+        """The next invoke (which must be the forced one) returns a summary with this action."""
+        response: dict[str, Any] = {"StatusCode": 200, "Payload": summary(action)}
+        if function_error:
+            response["FunctionError"] = function_error
+        self.stubber.add_response("invoke", response, FORCE_INVOKE)
+
+    def throttled(self) -> None:
+        """The next invoke (which must be the forced one) is throttled: a run is under way."""
+        self.stubber.add_client_error(
+            "invoke",
+            "TooManyRequestsException",
+            "Rate Exceeded.",
+            429,
+            expected_params=FORCE_INVOKE,
+        )
+
 
 @pytest.fixture
 def lambda_stub(secrets: SecretsManager) -> Iterator[RefresherStub]:
@@ -120,13 +137,28 @@ def source(secrets: SecretsManager, clock: Clock, stub: RefresherStub | None = N
     return TokenSource(secrets.client, SECRET_ID, refresher=refresher, clock=clock)
 
 
+def source_that_read(
+    secrets: SecretsManager, clock: Clock, name: str, expires_at: int
+) -> TokenSource:
+    """A token source that has read this token once, and now holds it in memory."""
+    secrets.put_token(name, expires_at)
+    tokens = source(secrets, clock)
+    tokens.lasting(300)
+    return tokens
+
+
+def unavailable(tokens: TokenSource, min_ttl: int) -> TokenUnavailable:
+    """The TokenUnavailable that asking for a token lasting min_ttl raises."""
+    with pytest.raises(TokenUnavailable) as raised:
+        tokens.lasting(min_ttl)
+    return raised.value
+
+
 def test_second_request_within_the_cache_bound_reads_no_secret(
     secrets: SecretsManager, clock: Clock
 ) -> None:
     # Given a token with an hour left, read once
-    secrets.put_token("one", NOW + 3600)
-    tokens = source(secrets, clock)
-    tokens.lasting(300)
+    tokens = source_that_read(secrets, clock, "one", NOW + 3600)
     # When another request comes just inside the bound
     clock.advance(MAX_CACHE_AGE - 1)
     token = tokens.lasting(300)
@@ -138,9 +170,7 @@ def test_second_request_within_the_cache_bound_reads_no_secret(
 def test_request_after_the_cache_bound_reads_the_secret_again(
     secrets: SecretsManager, clock: Clock
 ) -> None:
-    secrets.put_token("one", NOW + 3600)
-    tokens = source(secrets, clock)
-    tokens.lasting(300)
+    tokens = source_that_read(secrets, clock, "one", NOW + 3600)
     # When the refresher rotated the token and the cached copy grew old
     secrets.put_token("two", NOW + 7200)
     clock.advance(MAX_CACHE_AGE)
@@ -157,9 +187,7 @@ def test_cache_bound_is_at_most_a_minute() -> None:
 def test_clock_stepping_back_does_not_keep_the_cached_copy_forever(
     secrets: SecretsManager, clock: Clock
 ) -> None:
-    secrets.put_token("one", NOW + 3600)
-    tokens = source(secrets, clock)
-    tokens.lasting(300)
+    tokens = source_that_read(secrets, clock, "one", NOW + 3600)
     clock.advance(-3600)
     tokens.lasting(300)
     assert len(secrets.reads) == 2
@@ -169,9 +197,7 @@ def test_cached_token_too_short_for_min_ttl_is_read_again_past_the_cache(
     secrets: SecretsManager, clock: Clock
 ) -> None:
     # Given a cached token with 10 minutes left, and a newer one already in the secret
-    secrets.put_token("old", NOW + 600)
-    tokens = source(secrets, clock)
-    tokens.lasting(300)
+    tokens = source_that_read(secrets, clock, "old", NOW + 600)
     secrets.put_token("new", NOW + 3600)
     # When a caller needs 15 minutes, still inside the cache bound
     token = tokens.lasting(900)
@@ -185,9 +211,7 @@ def test_short_token_invokes_the_refresher_once_with_force(
 ) -> None:
     # Given a token with 2 minutes left, and a refresher that writes a new one when run
     secrets.put_token("old", NOW + 120)
-    lambda_stub.stubber.add_response(
-        "invoke", {"StatusCode": 200, "Payload": summary("refreshed")}, FORCE_INVOKE
-    )
+    lambda_stub.answers("refreshed")
     lambda_stub.on_invoke(lambda: secrets.put_token("new", NOW + 3600))
     # When a caller needs 5 minutes
     token = source(secrets, clock, lambda_stub).lasting(300)
@@ -201,9 +225,7 @@ def test_throttled_refresher_is_not_an_error_when_the_secret_got_refreshed_meanw
 ) -> None:
     # Given a short token, and a refresher already running (throttled) that writes a new one
     secrets.put_token("old", NOW + 60)
-    lambda_stub.stubber.add_client_error(
-        "invoke", "TooManyRequestsException", "Rate Exceeded.", 429, expected_params=FORCE_INVOKE
-    )
+    lambda_stub.throttled()
     lambda_stub.on_invoke(lambda: secrets.put_token("new", NOW + 3600))
     # When a caller needs 5 minutes / Then the read after the throttled invoke serves the new one
     assert source(secrets, clock, lambda_stub).lasting(300).token == "access-new"
@@ -214,12 +236,9 @@ def test_throttled_refresher_and_a_still_short_token_is_unavailable_for_a_few_se
     secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
 ) -> None:
     secrets.put_token("old", NOW + 60)
-    lambda_stub.stubber.add_client_error(
-        "invoke", "TooManyRequestsException", "Rate Exceeded.", 429, expected_params=FORCE_INVOKE
-    )
-    with pytest.raises(TokenUnavailable) as raised:
-        source(secrets, clock, lambda_stub).lasting(300)
-    assert raised.value.retry_after == RETRY_AFTER_REFRESH_ATTEMPTED
+    lambda_stub.throttled()
+    error = unavailable(source(secrets, clock, lambda_stub), 300)
+    assert error.retry_after == RETRY_AFTER_REFRESH_ATTEMPTED
     # The secret was read after the throttled invoke, not only before it; no second invoke
     assert len(secrets.reads) == 2
     assert len(lambda_stub.invokes) == 1
@@ -229,14 +248,9 @@ def test_refresher_function_error_is_logged_and_the_secret_read_again(
     secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
 ) -> None:
     secrets.put_token("old", NOW + 60)
-    lambda_stub.stubber.add_response(
-        "invoke",
-        {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": summary("crash")},
-        FORCE_INVOKE,
-    )
-    with pytest.raises(TokenUnavailable) as raised:
-        source(secrets, clock, lambda_stub).lasting(300)
-    assert raised.value.retry_after == RETRY_AFTER_REFRESH_ATTEMPTED
+    lambda_stub.answers("crash", function_error="Unhandled")
+    error = unavailable(source(secrets, clock, lambda_stub), 300)
+    assert error.retry_after == RETRY_AFTER_REFRESH_ATTEMPTED
     assert len(secrets.reads) == 2
 
 
@@ -244,11 +258,8 @@ def test_refresher_that_fails_to_refresh_leaves_the_token_unavailable(
     secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
 ) -> None:
     secrets.put("placeholder")
-    lambda_stub.stubber.add_response(
-        "invoke", {"StatusCode": 200, "Payload": summary("failed")}, FORCE_INVOKE
-    )
-    with pytest.raises(TokenUnavailable):
-        source(secrets, clock, lambda_stub).lasting(0)
+    lambda_stub.answers("failed")
+    unavailable(source(secrets, clock, lambda_stub), 0)
     assert len(lambda_stub.invokes) == 1
 
 
@@ -256,9 +267,7 @@ def test_short_token_without_a_refresher_is_unavailable_for_longer(
     secrets: SecretsManager, clock: Clock
 ) -> None:
     secrets.put_token("old", NOW + 60)
-    with pytest.raises(TokenUnavailable) as raised:
-        source(secrets, clock).lasting(300)
-    assert raised.value.retry_after == RETRY_AFTER_NOTHING_TO_DO
+    assert unavailable(source(secrets, clock), 300).retry_after == RETRY_AFTER_NOTHING_TO_DO
 
 
 def test_token_with_exactly_min_ttl_left_is_served(secrets: SecretsManager, clock: Clock) -> None:
@@ -268,8 +277,7 @@ def test_token_with_exactly_min_ttl_left_is_served(secrets: SecretsManager, cloc
 
 def test_min_ttl_zero_never_serves_an_expired_token(secrets: SecretsManager, clock: Clock) -> None:
     secrets.put_token("gone", NOW)
-    with pytest.raises(TokenUnavailable):
-        source(secrets, clock).lasting(0)
+    unavailable(source(secrets, clock), 0)
 
 
 def test_missing_secret_is_unavailable_without_invoking_the_refresher(
@@ -277,9 +285,8 @@ def test_missing_secret_is_unavailable_without_invoking_the_refresher(
 ) -> None:
     # Given no access-token secret at all: a refresh could not write one either
     secrets.client.delete_secret(SecretId=SECRET_ID, ForceDeleteWithoutRecovery=True)
-    with pytest.raises(TokenUnavailable) as raised:
-        source(secrets, clock, lambda_stub).lasting(300)
-    assert raised.value.retry_after == RETRY_AFTER_NOTHING_TO_DO
+    error = unavailable(source(secrets, clock, lambda_stub), 300)
+    assert error.retry_after == RETRY_AFTER_NOTHING_TO_DO
     assert lambda_stub.invokes == []
 
 
@@ -300,9 +307,7 @@ def test_unexpected_secrets_manager_error_is_not_disguised(clock: Clock) -> None
 
 
 def test_current_token_comes_from_memory_while_young(secrets: SecretsManager, clock: Clock) -> None:
-    secrets.put_token("one", NOW + 3600)
-    tokens = source(secrets, clock)
-    tokens.lasting(300)
+    tokens = source_that_read(secrets, clock, "one", NOW + 3600)
     current = tokens.current()
     assert current is not None
     assert current.token == "access-one"
