@@ -73,11 +73,12 @@ def _identity(
     """requestContext.identity as API Gateway fills it; all-null but sourceIp when unsigned."""
     authorization = _header(headers, "Authorization") or ""
     signed_by = caller_arn if authorization.startswith(SIGV4_PREFIX) else None
+    caller_id = _caller_id(signed_by) if signed_by else None
     return {
         "accountId": account_id if signed_by else None,
         "accessKey": _access_key(authorization) if signed_by else None,
-        "caller": _caller_id(signed_by) if signed_by else None,
-        "user": _caller_id(signed_by) if signed_by else None,
+        "caller": caller_id,
+        "user": caller_id,
         "userArn": signed_by,
         "sourceIp": source_ip,
         "userAgent": _header(headers, "User-Agent"),
@@ -224,7 +225,7 @@ class BrokerServer:
                     response = server.invoke(event)
                     status, response_headers, payload = _http_response(response)
                 except Exception:  # a broken handler is API Gateway's 502
-                    status, response_headers, payload = 502, [], GATEWAY_ERROR
+                    status, payload = 502, GATEWAY_ERROR
                     response_headers = [("Content-Type", "application/json")]
                 self.send_response(status)
                 for name, value in response_headers:
