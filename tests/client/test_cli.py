@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -127,16 +128,18 @@ def test_min_ttl_outside_0_to_1800_is_a_usage_error(min_ttl: str) -> None:
     assert exited.value.code == 2
 
 
-def test_python_dash_m_runs_the_same_command(
-    broker: ScriptedBroker, broker_api: BrokerServer
+def test_python_dash_m_runs_the_same_command_without_the_broker_package(
+    broker: ScriptedBroker, broker_api: BrokerServer, tmp_path: Path
 ) -> None:
-    # Given an account without an API key
+    # Given an account without an API key, and the client alone on the path, as a pip install
+    # of layers/shared leaves it: no killb_broker to import
     broker.script(issued(api_key=None))
+    shutil.copytree(LAYER / "killb_broker_client", tmp_path / "killb_broker_client")
 
     # When the package is run as a module, in a process of its own
     completed = subprocess.run(
         [sys.executable, "-m", "killb_broker_client", "headers", "--format", "env"],
-        env={**os.environ, "PYTHONPATH": str(LAYER), "KILLB_BROKER_URL": broker_api.base_url},
+        env={**os.environ, "PYTHONPATH": str(tmp_path), "KILLB_BROKER_URL": broker_api.base_url},
         capture_output=True,
         text=True,
         timeout=60,

@@ -125,11 +125,9 @@ class BrokerAuth(AuthBase):
             if self._issued is not None and self._issued.usable():
                 return self._issued
             flight = self._in_flight
+            leader = flight is None
             if flight is None:
                 flight = self._in_flight = Future()
-                leader = True
-            else:
-                leader = False
         if not leader:
             return flight.result()
         try:
@@ -199,7 +197,7 @@ class BrokerAuth(AuthBase):
         if (
             not isinstance(headers, dict)
             or not all(isinstance(v, str) for v in headers.values())
-            or not isinstance(headers.get("Authorization"), str)
+            or "Authorization" not in headers
             or type(expires_in) is not int
         ):
             raise BrokerClientError("the broker's answer is not the documented JSON", status=200)
@@ -265,7 +263,7 @@ def get_auth_headers(
     api_url: str, *, min_ttl: int = 300, region: str | None = None
 ) -> dict[str, str]:
     """The broker's current headers for code that does not use requests; cached per process."""
-    key = (api_url.strip().rstrip("/"), min_ttl, region)
+    key = (broker_base_url(api_url), min_ttl, region)
     with _shared_lock:
         auth = _shared.get(key)
         if auth is None:
