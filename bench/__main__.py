@@ -1,21 +1,14 @@
 """`python -m bench` (`make bench`): every figure of issue 7, one after another."""
 
-from bench import (
-    p1_warm_request,
-    p2_cold_import,
-    p3_secret_reads,
-    p4_killb_calls,
-    p5_layer_size,
-    simulation,
-)
+import importlib
 
-for benchmark in (
-    p1_warm_request,
-    p2_cold_import,
-    p3_secret_reads,
-    p4_killb_calls,
-    p5_layer_size,
-    simulation,
+for name in (
+    "p1_warm_request",
+    "p2_cold_import",
+    "p3_secret_reads",
+    "p4_killb_calls",
+    "p5_layer_size",
+    "simulation",
 ):
-    print(f"== {benchmark.__name__}", flush=True)
-    benchmark.main()
+    print(f"== bench.{name}", flush=True)
+    importlib.import_module(f"bench.{name}").main()

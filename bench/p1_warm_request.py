@@ -3,7 +3,6 @@ floor the contract forces: Powertools' resolver answering a constant body plus o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -17,8 +16,7 @@ import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
-from bench.simulation import fake_aws
-from killb_broker.observability import logger
+from bench.simulation import LambdaContext, fake_aws, handlers_output_to
 from killb_broker.tokens import AccessToken
 from tests.support import load_event, load_function
 
@@ -30,17 +28,6 @@ CALLER_ROLE = "arn:aws:iam::123456789012:role/payments-api"
 EVENT = load_event("broker-auth-headers.json")
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-class Context:
-    function_name = "bench"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    aws_request_id = "00000000-0000-4000-8000-000000000001"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 29_000
 
 
 def floor_handler(null: Any) -> Handler:
@@ -94,32 +81,22 @@ def per_call(handler: Handler, context: Any) -> float:
 
 
 def main() -> None:
-    context = Context()
-    with (
-        open(os.devnull, "w") as null,
-        fake_aws(),
-        contextlib.redirect_stdout(null),  # the metrics' EMF lines
-    ):
-        handler = logger.registered_handler
-        saved = handler.stream  # type: ignore[attr-defined]
-        handler.stream = null  # type: ignore[attr-defined]
-        try:
-            broker, floor = load_broker().lambda_handler, floor_handler(null)
-            answer = broker(EVENT, context)
-            assert answer["statusCode"] == 200, answer
-            assert json.loads(answer["body"])["headers"]["Authorization"] == "Bearer bench-token"
-            broker_times, floor_times, ratios = [], [], []
-            for round_number in range(ROUNDS + 1):
-                # Alternate which side goes first, so neither always runs on a warmer cache.
-                sides = (broker, floor) if round_number % 2 else (floor, broker)
-                first, second = (per_call(side, context) for side in sides)
-                b, f = (second, first) if round_number % 2 == 0 else (first, second)
-                if round_number:  # round 0 warms both up
-                    broker_times.append(b)
-                    floor_times.append(f)
-                    ratios.append(b / f)
-        finally:
-            handler.stream = saved  # type: ignore[attr-defined]
+    context = LambdaContext()
+    with handlers_output_to(None) as null, fake_aws():
+        broker, floor = load_broker().lambda_handler, floor_handler(null)
+        answer = broker(EVENT, context)
+        assert answer["statusCode"] == 200, answer
+        assert json.loads(answer["body"])["headers"]["Authorization"] == "Bearer bench-token"
+        broker_times, floor_times, ratios = [], [], []
+        for round_number in range(ROUNDS + 1):
+            # Alternate which side goes first, so neither always runs on a warmer cache.
+            sides = (broker, floor) if round_number % 2 else (floor, broker)
+            first, second = (per_call(side, context) for side in sides)
+            b, f = (second, first) if round_number % 2 == 0 else (first, second)
+            if round_number:  # round 0 warms both up
+                broker_times.append(b)
+                floor_times.append(f)
+                ratios.append(b / f)
     broker_us = statistics.median(broker_times) * 1e6
     floor_us = statistics.median(floor_times) * 1e6
     ratio = statistics.median(ratios)

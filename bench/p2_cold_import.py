@@ -18,17 +18,14 @@ BROKER_GOAL, REFRESHER_GOAL = 1.15, 1.2
 # the same for every side and is left out).
 _TIMED = "import time\nstarted = time.perf_counter()\n{body}\nprint(time.perf_counter() - started)"
 
-BROKER = """
-import sys
-sys.path[:0] = [{layer!r}, {function!r}]
-import app
-""".format(layer=str(ROOT / "layers" / "shared"), function=str(ROOT / "functions" / "broker"))
 
-REFRESHER = """
-import sys
-sys.path[:0] = [{layer!r}, {function!r}]
-import app
-""".format(layer=str(ROOT / "layers" / "shared"), function=str(ROOT / "functions" / "refresher"))
+def handler_import(function: str) -> str:
+    """The snippet that imports functions/<function>/app.py as Lambda would, over the layer."""
+    folders = [str(ROOT / "layers" / "shared"), str(ROOT / "functions" / function)]
+    return f"import sys\nsys.path[:0] = {folders!r}\nimport app\n"
+
+
+BROKER, REFRESHER = handler_import("broker"), handler_import("refresher")
 
 BROKER_FLOOR = """
 import boto3

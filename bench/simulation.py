@@ -122,13 +122,11 @@ class Report:
 
     @property
     def served_share(self) -> float:
-        return self.served / self.requests if self.requests else 1.0
+        return _share(self.served, self.requests)
 
     @property
     def served_share_up_to_1500(self) -> float:
-        if not self.requests_up_to_1500:
-            return 1.0
-        return self.served_up_to_1500 / self.requests_up_to_1500
+        return _share(self.served_up_to_1500, self.requests_up_to_1500)
 
     def lines(self) -> list[str]:
         days = self.scenario.days
@@ -150,6 +148,11 @@ class Report:
             f"secret reads: {self.secret_reads_by_broker} ({self.secret_reads_by_broker / days:.0f}"
             f"/day)",
         ]
+
+
+def _share(part: int, whole: int) -> float:
+    """part / whole; no requests at all counts as all served."""
+    return part / whole if whole else 1.0
 
 
 class CountingKillB:
@@ -224,7 +227,7 @@ class Simulation:
         self.outages = plan_outages(scenario, self.rng)
         self.report.outages = len(self.outages)
         self.report.outage_seconds = round(sum(end - start for start, end in self.outages))
-        self.context = _Context()
+        self.context = LambdaContext()
         self.refresher = self._load_refresher()
         self.broker = self._load_broker()
 
@@ -377,7 +380,9 @@ class Simulation:
             self.report.revocations += 1
 
 
-class _Context:
+class LambdaContext:
+    """The few attributes of a Lambda context that Powertools reads."""
+
     function_name = "simulation"
     memory_limit_in_mb = 256
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:simulation"
@@ -402,8 +407,6 @@ def fake_aws() -> Iterator[None]:
         AWS_DEFAULT_REGION="us-east-1",
         AWS_REGION="us-east-1",
     )
-    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "killb-credential-broker")
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "KillBCredentialBroker")
     try:
         with mock_aws():
             yield
@@ -421,26 +424,30 @@ def create_secrets() -> None:
     secrets.create_secret(Name=SECRET_IDS["ACCESS_TOKEN_SECRET_ID"], SecretString="{}")
 
 
+@contextlib.contextmanager
+def handlers_output_to(log: TextIO | None) -> Iterator[TextIO]:
+    """The shared Logger's lines and the metrics' EMF lines (stdout) go to log (None: nowhere)."""
+    with contextlib.ExitStack() as stack:
+        stream = log if log is not None else stack.enter_context(open(os.devnull, "w"))
+        handler = logger.registered_handler
+        saved = handler.stream  # type: ignore[attr-defined]
+        handler.stream = stream  # type: ignore[attr-defined]
+        stack.callback(setattr, handler, "stream", saved)
+        stack.enter_context(contextlib.redirect_stdout(stream))
+        yield stream
+
+
 def simulate(scenario: Scenario, log: TextIO | None = None) -> Report:
     """Run the scenario from an empty stack; the handlers' log lines go to log (default: none)."""
     clock = SimClock()
-    stream = log if log is not None else open(os.devnull, "w")  # noqa: SIM115 - closed below
-    handler = logger.registered_handler
-    saved_stream = handler.stream  # type: ignore[attr-defined]
-    handler.stream = stream  # type: ignore[attr-defined]
     account = {SANDBOX_EMAIL: Account(password=SANDBOX_PASSWORD)}
-    try:
-        with (
-            fake_aws(),
-            KillBSandbox(account, clock=clock) as sandbox,
-            contextlib.redirect_stdout(stream),  # the metrics' EMF lines
-        ):
-            create_secrets()
-            return Simulation(scenario, sandbox, clock).run()
-    finally:
-        handler.stream = saved_stream  # type: ignore[attr-defined]
-        if log is None:
-            stream.close()
+    with (
+        handlers_output_to(log),
+        fake_aws(),
+        KillBSandbox(account, clock=clock) as sandbox,
+    ):
+        create_secrets()
+        return Simulation(scenario, sandbox, clock).run()
 
 
 def main() -> None:
