@@ -21,6 +21,7 @@ from killb_sandbox.pytest_plugin import SANDBOX_PASSWORD
 from killb_sandbox.server import (
     Delay,
     Drop,
+    Endpoint,
     ErrorResponse,
     Fault,
     NotJson,
@@ -131,18 +132,21 @@ def assert_recovers_on_schedule(refresher: Refresher) -> None:
 @pytest.mark.parametrize("path", ["login", "refresh"])
 @pytest.mark.parametrize("fault", KILLB_FAULTS.values(), ids=KILLB_FAULTS.keys())
 def test_killb_fault_loses_nothing_leaks_nothing_and_the_schedule_recovers(
-    refresher: Refresher, caplog: pytest.LogCaptureFixture, path: str, fault: Fault
+    refresher: Refresher, caplog: pytest.LogCaptureFixture, path: Endpoint, fault: Fault
 ) -> None:
     # Given a run about to log in (no session) or to refresh (a stale session)
     given(refresher, path)
     before = stored(refresher)
 
     # When KillB answers every request to that endpoint with the fault
-    refresher.sandbox.inject(path, fault, times=10)  # type: ignore[arg-type]
+    reached_before = refresher.sandbox.count(path)
+    refresher.sandbox.inject(path, fault, times=10)
     refresher.run()
     refresher.sandbox.clear_faults()
 
-    # Then nothing stored is lost, no secret was logged, and the schedule recovers on its own
+    # Then the fault was served (the run did reach that endpoint), nothing stored is lost, no
+    # secret was logged, and the schedule recovers on its own
+    assert refresher.sandbox.count(path) > reached_before
     assert_nothing_lost(refresher, before)
     assert_recovers_on_schedule(refresher)
     assert_no_secret_in_output(refresher, caplog)

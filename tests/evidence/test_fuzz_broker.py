@@ -7,8 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Iterator
-from types import ModuleType
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -38,20 +37,14 @@ FUZZ = settings(
 )
 
 
-class Context:
-    function_name = "broker"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:broker"
-    aws_request_id = "6f1b0a3e-0000-4000-8000-00000000f022"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 29_000
+Answer = tuple[int, dict[str, str], Any]  # status, headers, body
+Broker = Callable[[dict[str, Any]], Answer]
 
 
 @pytest.fixture
-def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """A warm broker with a token of 1000 s; its refresher invoke reaches no function (moto)."""
+def broker(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> Iterator[Broker]:
+    """A warm broker with a token of 1000 s; its refresher invoke reaches no function (moto).
+    Called with an event, it answers (status, headers, body)."""
     with mock_aws():
         token = AccessToken(
             "fuzz-access-9c1e77d2", int(time.time()) + TOKEN_SECONDS_LEFT, api_key="fuzz-key-52ab"
@@ -62,7 +55,13 @@ def broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
         monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
         monkeypatch.setenv("REFRESHER_FUNCTION_NAME", "killb-fuzz-refresher")
         monkeypatch.setenv("ALLOWED_PRINCIPALS", ALLOWED_ROLE)
-        yield load_function("broker")
+        app = load_function("broker")
+
+        def answer(request: dict[str, Any]) -> Answer:
+            response = app.lambda_handler(request, lambda_context)
+            return response["statusCode"], response["headers"], json.loads(response["body"])
+
+        yield answer
 
 
 texts = st.text(max_size=40)
@@ -142,11 +141,6 @@ def event(
     return built
 
 
-def answer(broker: ModuleType, request: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
-    response = broker.lambda_handler(request, Context())
-    return response["statusCode"], response["headers"], json.loads(response["body"])
-
-
 def assert_contract(status: int, response_headers: dict[str, str], body: Any) -> None:
     assert response_headers.get("Cache-Control") == "no-store"
     assert status < 500 or status == 503, body
@@ -169,11 +163,11 @@ def assert_contract(status: int, response_headers: dict[str, str], body: Any) ->
 @FUZZ
 @given(query=queries)
 def test_any_query_string_gets_a_contract_answer(
-    broker: ModuleType, query: dict[str, list[str]] | None
+    broker: Broker, query: dict[str, list[str]] | None
 ) -> None:
     # Given an allowed caller, When it asks for headers with any query string
-    status, response_headers, body = answer(
-        broker, event("GET", "/v1/auth-headers", query, {}, {"userArn": ALLOWED_SESSION})
+    status, response_headers, body = broker(
+        event("GET", "/v1/auth-headers", query, {}, {"userArn": ALLOWED_SESSION})
     )
     # Then the answer is the contract's: 200, 400 for a bad query, 503 for a minTtl too long
     assert_contract(status, response_headers, body)
@@ -182,12 +176,10 @@ def test_any_query_string_gets_a_contract_answer(
 
 @FUZZ
 @given(method=methods, path=paths)
-def test_any_method_and_path_gets_a_contract_answer(
-    broker: ModuleType, method: str, path: str
-) -> None:
+def test_any_method_and_path_gets_a_contract_answer(broker: Broker, method: str, path: str) -> None:
     # Given an allowed caller, When it sends any method to any path
-    status, response_headers, body = answer(
-        broker, event(method, path, None, {}, {"userArn": ALLOWED_SESSION})
+    status, response_headers, body = broker(
+        event(method, path, None, {}, {"userArn": ALLOWED_SESSION})
     )
     # Then a known route with GET answers 200, another method 405, anything else 404
     assert_contract(status, response_headers, body)
@@ -200,11 +192,10 @@ def test_any_method_and_path_gets_a_contract_answer(
 @FUZZ
 @given(extra_headers=headers, query=queries)
 def test_any_headers_get_a_contract_answer(
-    broker: ModuleType, extra_headers: dict[str, str], query: dict[str, list[str]] | None
+    broker: Broker, extra_headers: dict[str, str], query: dict[str, list[str]] | None
 ) -> None:
     # Given an allowed caller, When its request carries any headers
-    status, response_headers, body = answer(
-        broker,
+    status, response_headers, body = broker(
         event("GET", "/v1/auth-headers", query, extra_headers, {"userArn": ALLOWED_SESSION}),
     )
     # Then the headers change nothing about the shape of the answer
@@ -213,9 +204,9 @@ def test_any_headers_get_a_contract_answer(
 
 @FUZZ
 @given(identity=identities, path=st.sampled_from(ROUTES))
-def test_any_identity_gets_a_contract_answer(broker: ModuleType, identity: Any, path: str) -> None:
+def test_any_identity_gets_a_contract_answer(broker: Broker, identity: Any, path: str) -> None:
     # Given any identity API Gateway might pass on (none, odd ARNs, other callers)
-    status, response_headers, body = answer(broker, event("GET", path, None, {}, identity))
+    status, response_headers, body = broker(event("GET", path, None, {}, identity))
     # Then only the allowed role's sessions get a 200; everyone else a 403
     assert_contract(status, response_headers, body)
     allowed = isinstance(identity, dict) and identity["userArn"] in (ALLOWED_SESSION, ALLOWED_ROLE)
