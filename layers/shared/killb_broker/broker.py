@@ -90,29 +90,34 @@ def parse_min_ttl(query: Mapping[str, Sequence[str]]) -> int:
     return int(raw)
 
 
-def _role(arn: str) -> tuple[str, str, str] | None:
-    """(partition, account, role name) of arn:PART:iam::ACCT:role/[path/]NAME, else None."""
+def _arn(arn: str, service: str) -> tuple[str, str, str] | None:
+    """(partition, account, resource) of arn:PARTITION:SERVICE::ACCOUNT:RESOURCE, else None."""
     parts = arn.split(":", 5)
-    if len(parts) != 6 or parts[0] != "arn" or parts[2:4] != ["iam", ""]:
+    if len(parts) != 6 or parts[0] != "arn" or parts[2:4] != [service, ""]:
         return None
     partition, account, resource = parts[1], parts[4], parts[5]
+    return (partition, account, resource) if partition and account else None
+
+
+def _role(arn: str) -> tuple[str, str, str] | None:
+    """(partition, account, role name) of arn:PART:iam::ACCT:role/[path/]NAME, else None."""
+    parsed = _arn(arn, "iam")
+    if parsed is None:
+        return None
+    partition, account, resource = parsed
     kind, _, path_and_name = resource.partition("/")
     name = path_and_name.rsplit("/", 1)[-1]
-    if kind != "role" or not (partition and account and name):
-        return None
-    return partition, account, name
+    return (partition, account, name) if kind == "role" and name else None
 
 
 def _assumed_role(arn: str) -> tuple[str, str, str] | None:
     """(partition, account, role name) of arn:PART:sts::ACCT:assumed-role/NAME/SESSION, or None."""
-    parts = arn.split(":", 5)
-    if len(parts) != 6 or parts[0] != "arn" or parts[2:4] != ["sts", ""]:
+    parsed = _arn(arn, "sts")
+    if parsed is None:
         return None
-    partition, account, resource = parts[1], parts[4], parts[5]
+    partition, account, resource = parsed
     segments = resource.split("/")
     if len(segments) != 3 or segments[0] != "assumed-role" or not all(segments):
-        return None
-    if not (partition and account):
         return None
     return partition, account, segments[1]
 
