@@ -229,6 +229,22 @@ def test_writing_back_a_value_that_was_replaced_makes_it_current(
     assert store.read_access_token() == token
 
 
+def test_a_value_replaced_again_and_again_is_made_current_each_time(
+    client: SecretsManagerClient, store: TokenStore
+) -> None:
+    # Given a token that is replaced by hand after every time it is written back
+    token = AccessToken(token="access-store-1", expires_at=1_800_003_600)
+    for _ in range(6):
+        store.write_access_token(token)
+        client.put_secret_value(SecretId=ACCESS_TOKEN_ID, SecretString="{}")
+
+    # When it is written back once more
+    store.write_access_token(token)
+
+    # Then it is current (however many of its older versions Secrets Manager already holds)
+    assert store.read_access_token() == token
+
+
 def test_missing_secret_is_reported_by_its_id(client: SecretsManagerClient) -> None:
     # Given a store pointing at a secret that does not exist
     store = TokenStore(

@@ -22,19 +22,14 @@ if TYPE_CHECKING:
 # always gets the same ClientRequestToken.
 REQUEST_TOKEN_NAMESPACE = uuid.UUID("5b0e8f39-4a0c-5d4e-9c61-6b8a3f2d7e10")
 CURRENT = "AWSCURRENT"
-# How many times a write may find its value already stored as an older version (see _put).
-MAX_SUPERSEDED_VERSIONS = 3
 
 
-def request_token(secret_string: str, *, superseded: int = 0) -> str:
+def request_token(secret_string: str) -> str:
     """The ClientRequestToken for writing this value: the same value always gets the same token,
     so a retried write creates no second version."""
-    token = str(
+    return str(
         uuid.uuid5(REQUEST_TOKEN_NAMESPACE, hashlib.sha256(secret_string.encode()).hexdigest())
     )
-    for _ in range(superseded):
-        token = str(uuid.uuid5(REQUEST_TOKEN_NAMESPACE, token))
-    return token
 
 
 @contextmanager
@@ -104,19 +99,21 @@ class TokenStore:
         return answer.get("SecretString"), answer["VersionId"]
 
     def _put(self, secret_id: str, secret_string: str) -> None:
-        # Secrets Manager ignores a token it has seen with the same value, even when that version
-        # is no longer current (the value was replaced since, e.g. by hand). Such a write is
-        # followed by one with the next token of a fixed chain: still the same for a retry.
-        for superseded in range(MAX_SUPERSEDED_VERSIONS + 1):
-            with _secrets_manager("PutSecretValue", secret_id):
-                answer = self._client.put_secret_value(
+        with _secrets_manager("PutSecretValue", secret_id):
+            answer = self._client.put_secret_value(
+                SecretId=secret_id,
+                SecretString=secret_string,
+                ClientRequestToken=request_token(secret_string),
+            )
+            # Secrets Manager ignores a token it has seen with the same value, even when that
+            # version is no longer current (the value was replaced since, e.g. by hand): then
+            # write it once more as a new version, which always becomes current.
+            if CURRENT not in answer.get("VersionStages", [CURRENT]):
+                self._client.put_secret_value(
                     SecretId=secret_id,
                     SecretString=secret_string,
-                    ClientRequestToken=request_token(secret_string, superseded=superseded),
+                    ClientRequestToken=str(uuid.uuid4()),
                 )
-            if CURRENT in answer.get("VersionStages", [CURRENT]):
-                return
-        raise StoreError("PutSecretValue: the value stays superseded", secret_id=secret_id)
 
 
 def _json_object(secret_string: str | None) -> dict[str, Any] | None:
