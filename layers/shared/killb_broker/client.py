@@ -56,8 +56,12 @@ class _CallBudget:
     """What one login or refresh may still spend, shared by every copy of its Retry."""
 
     deadline_at: float  # time.monotonic() after which no new attempt starts
-    retries_left: int
+    max_retries: int
     retries_used: int = 0
+
+    @property
+    def retries_left(self) -> int:
+        return self.max_retries - self.retries_used
 
 
 class _BoundedRetry(Retry):
@@ -106,7 +110,6 @@ class _BoundedRetry(Retry):
         if time.monotonic() + next_sleep > self.budget.deadline_at:
             reason = error or ResponseError("the call's deadline would pass")
             raise MaxRetryError(_pool, url, reason) from reason
-        self.budget.retries_left -= 1
         self.budget.retries_used += 1
         return retry
 
@@ -180,7 +183,7 @@ class KillBAuthClient:
 
     def _call(self, endpoint: str, path: str, body: dict[str, str]) -> TokenSet:
         started = time.monotonic()
-        budget = _CallBudget(deadline_at=started + self.deadline, retries_left=self.max_retries)
+        budget = _CallBudget(deadline_at=started + self.deadline, max_retries=self.max_retries)
         status: int | None = None
         try:
             while True:
@@ -251,7 +254,6 @@ class KillBAuthClient:
         if pause:
             pause += random.random() * self.backoff_factor  # noqa: S311 - jitter, not a secret
             time.sleep(max(0.0, min(pause, budget.deadline_at - time.monotonic())))
-        budget.retries_left -= 1
         budget.retries_used += 1
 
     def _tokens_or_error(

@@ -63,9 +63,9 @@ class RefresherConfig:
     credentials_secret_id: str
     session_secret_id: str
     access_token_secret_id: str
-    refresh_window_seconds: int = 1800
-    login_backoff_seconds: int = 900
-    killb_timeout_seconds: int = 10
+    refresh_window_seconds: int
+    login_backoff_seconds: int
+    killb_timeout_seconds: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RefresherConfig:

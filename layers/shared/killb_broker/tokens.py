@@ -24,15 +24,6 @@ class TokenState(StrEnum):
     INVALID = "invalid"  # expired: never hand it out
 
 
-def token_state(expires_at: int, now: float, refresh_window: int) -> TokenState:
-    left = expires_at - now
-    if left <= 0:
-        return TokenState.INVALID
-    if left <= refresh_window:
-        return TokenState.STALE
-    return TokenState.FRESH
-
-
 @dataclass(frozen=True, slots=True)
 class TokenSet:
     """What a KillB login or refresh returns, with an absolute expiry (Unix seconds)."""
@@ -47,7 +38,12 @@ class TokenSet:
         return fingerprint(self.access_token)
 
     def state(self, now: float, refresh_window: int) -> TokenState:
-        return token_state(self.expires_at, now, refresh_window)
+        left = self.expires_at - now
+        if left <= 0:
+            return TokenState.INVALID
+        if left <= refresh_window:
+            return TokenState.STALE
+        return TokenState.FRESH
 
 
 @dataclass(frozen=True, slots=True)
