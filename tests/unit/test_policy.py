@@ -154,49 +154,26 @@ def test_fresh_token_is_a_noop_without_killb_credentials_or_writes(
     assert outcome.expires_at == NOW + 3600
 
 
-def test_stale_token_is_refreshed_with_the_stored_refresh_token(
-    store: FakeStore, killb: FakeKillB
+@pytest.mark.parametrize(
+    ("now", "force"),
+    [(NOW + 2000, False), (NOW + 4000, False), (NOW, True)],
+    ids=["stale", "expired", "fresh-but-forced"],
+)
+def test_token_is_refreshed_with_the_stored_refresh_token(
+    store: FakeStore, killb: FakeKillB, now: int, force: bool
 ) -> None:
-    # Given a token inside the refresh window
+    # Given a token issued at NOW: inside the refresh window, expired, or fresh and forced
     store.publish(token_set("a"))
-    killb.answers = [token_set("b", now=NOW + 2000)]
+    killb.answers = [token_set("b", now=now)]
 
     # When the refresher runs
-    outcome = run(store, killb, now=NOW + 2000)
+    outcome = run(store, killb, now=now, force=force)
 
-    # Then it refreshes with the stored refresh token and keeps the new refresh token
+    # Then it refreshes (no login first) and keeps the new refresh token
     assert killb.calls == [("refresh", "refresh-a")]
-    assert store.session.tokens == token_set("b", now=NOW + 2000)
-    assert store.access_token == AccessToken("access-b", NOW + 5600)
-    assert outcome == Outcome(Action.REFRESHED, NOW + 5600, "refreshed", (Event.REFRESH,))
-
-
-def test_expired_token_is_refreshed_while_a_refresh_token_is_stored(
-    store: FakeStore, killb: FakeKillB
-) -> None:
-    # Given an access token that has expired
-    store.publish(token_set("a"))
-    killb.answers = [token_set("b", now=NOW + 4000)]
-
-    # When the refresher runs
-    outcome = run(store, killb, now=NOW + 4000)
-
-    # Then the refresh token is tried before any login
-    assert killb.calls == [("refresh", "refresh-a")]
-    assert outcome.action is Action.REFRESHED
-
-
-def test_forced_run_refreshes_a_fresh_token(store: FakeStore, killb: FakeKillB) -> None:
-    # Given a fresh token
-    store.publish(token_set("a"))
-    killb.answers = [token_set("b")]
-
-    # When the refresher is forced
-    outcome = run(store, killb, force=True)
-
-    # Then it refreshes anyway
-    assert killb.calls == [("refresh", "refresh-a")]
-    assert outcome.action is Action.REFRESHED
+    assert store.session.tokens == token_set("b", now=now)
+    assert store.access_token == AccessToken("access-b", now + 3600)
+    assert outcome == Outcome(Action.REFRESHED, now + 3600, "refreshed", (Event.REFRESH,))
 
 
 def test_refresh_token_rejected_falls_back_to_login(store: FakeStore, killb: FakeKillB) -> None:
