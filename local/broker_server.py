@@ -18,6 +18,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from lambda_runtime import LambdaContext
+
 from killb_broker.config import is_loopback
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -26,21 +28,6 @@ STAGE = "local"
 SIGV4_PREFIX = "AWS4-HMAC-SHA256 "
 # What API Gateway answers when the integration itself fails (an exception in the handler).
 GATEWAY_ERROR = b'{"message": "Internal server error"}'
-
-
-class LambdaContext:
-    """What Powertools reads from a Lambda context; one per request, as Lambda gives."""
-
-    function_name = "local-broker"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:local-broker"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 29_000  # API Gateway's integration timeout
 
 
 def _caller_id(caller_arn: str) -> str:
@@ -203,7 +190,7 @@ class BrokerServer:
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         with self._container:
-            return self._handler(event, LambdaContext())
+            return self._handler(event, LambdaContext("local-broker", remaining_ms=29_000))
 
     def _request_handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
