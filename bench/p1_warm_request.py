@@ -15,8 +15,9 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from lambda_runtime import LambdaContext
 
-from bench.simulation import LambdaContext, fake_aws, handlers_output_to
+from bench.simulation import fake_aws, handlers_output_to
 from killb_broker.tokens import AccessToken
 from tests.support import load_event, load_function
 
@@ -81,7 +82,7 @@ def per_call(handler: Handler, context: Any) -> float:
 
 
 def main() -> None:
-    context = LambdaContext()
+    context = LambdaContext("bench", remaining_ms=29_000)
     with handlers_output_to(None) as null, fake_aws():
         broker, floor = load_broker().lambda_handler, floor_handler(null)
         answer = broker(EVENT, context)

@@ -3,8 +3,10 @@ simulated minute (the real handler over moto; the calls counted by a botocore ev
 
 from __future__ import annotations
 
+from lambda_runtime import LambdaContext
+
 from bench.p1_warm_request import EVENT, SECRET_ID, load_broker
-from bench.simulation import START, LambdaContext, SimClock, fake_aws, handlers_output_to
+from bench.simulation import START, SimClock, fake_aws, handlers_output_to
 from killb_broker.broker import TokenSource
 from killb_broker.tokens import AccessToken
 
@@ -16,7 +18,7 @@ MINUTE = 60.0
 def main() -> None:
     clock = SimClock(START)
     reads: list[str] = []
-    context = LambdaContext()
+    context = LambdaContext("bench", remaining_ms=29_000)
     with handlers_output_to(None), fake_aws():
         app = load_broker()
         broker = app.lambda_handler

@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 import boto3
+from lambda_runtime import LambdaContext
 from moto import mock_aws
 
 from killb_broker.broker import Refresher, TokenSource
@@ -227,7 +228,7 @@ class Simulation:
         self.outages = plan_outages(scenario, self.rng)
         self.report.outages = len(self.outages)
         self.report.outage_seconds = round(sum(end - start for start, end in self.outages))
-        self.context = LambdaContext()
+        self.context = LambdaContext("simulation")
         self.refresher = self._load_refresher()
         self.broker = self._load_broker()
 
@@ -378,19 +379,6 @@ class Simulation:
             revocations.pop(0)
             self.sandbox.revoke_refresh_tokens()
             self.report.revocations += 1
-
-
-class LambdaContext:
-    """The few attributes of a Lambda context that Powertools reads."""
-
-    function_name = "simulation"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:simulation"
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 60_000
 
 
 @contextlib.contextmanager
