@@ -18,13 +18,13 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 
 from killb_broker.errors import ConfigurationError
 from killb_broker.observability import logger
 from killb_broker.tokens import AccessToken, fingerprint
+from tests.refresher_invoke import force_invoke, refresher_answers, refresher_throttled
 from tests.support import load_event, load_function
 
 SECRET_ID = "killb/access-token"
@@ -32,11 +32,7 @@ REFRESHER = "killb-refresher"
 CALLER = "arn:aws:sts::123456789012:assumed-role/payments-api/i-0abc"
 CALLER_ROLE = "arn:aws:iam::123456789012:role/service-role/payments-api"
 API_KEY = "key-integration-7f3a"
-FORCE_INVOKE = {
-    "FunctionName": REFRESHER,
-    "InvocationType": "RequestResponse",
-    "Payload": b'{"force": true}',
-}
+FORCE_INVOKE = force_invoke(REFRESHER)
 
 
 @dataclass(frozen=True)
@@ -86,21 +82,12 @@ class DeployedBroker:
         self.stubber.client.meta.events.register("before-parameter-build.lambda.Invoke", run_action)
 
     def refresher_answers(self, action: str) -> None:
-        """The next invoke (which must be the forced one) returns a summary with this action."""
         assert self.stubber is not None
-        response = {"StatusCode": 200, "Payload": summary(action)}
-        self.stubber.add_response("invoke", response, FORCE_INVOKE)
+        refresher_answers(self.stubber, REFRESHER, action)
 
     def refresher_throttled(self) -> None:
-        """The next invoke (which must be the forced one) is throttled: a run is under way."""
         assert self.stubber is not None
-        self.stubber.add_client_error(
-            "invoke",
-            "TooManyRequestsException",
-            "Rate Exceeded.",
-            429,
-            expected_params=FORCE_INVOKE,
-        )
+        refresher_throttled(self.stubber, REFRESHER)
 
 
 @pytest.fixture
@@ -157,11 +144,6 @@ def deploy(
     yield start
     for stubber in stubbers:
         stubber.deactivate()
-
-
-def summary(action: str) -> StreamingBody:
-    body = json.dumps({"action": action, "expiresAt": None, "reason": "test"}).encode()
-    return StreamingBody(io.BytesIO(body), len(body))
 
 
 def with_query(event_name: str, multi_value: dict[str, list[str]]) -> dict[str, Any]:

@@ -3,8 +3,6 @@ one forced run of the refresher. Secrets Manager is moto; the Lambda invoke is s
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -12,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 
@@ -25,6 +22,7 @@ from killb_broker.broker import (
 )
 from killb_broker.errors import TokenUnavailable
 from killb_broker.tokens import AccessToken
+from tests.refresher_invoke import force_invoke, refresher_answers, refresher_throttled
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -32,11 +30,7 @@ if TYPE_CHECKING:
 NOW = 1_795_827_600
 SECRET_ID = "killb/access-token"
 REFRESHER = "killb-refresher"
-FORCE_INVOKE = {
-    "FunctionName": REFRESHER,
-    "InvocationType": "RequestResponse",
-    "Payload": b'{"force": true}',
-}
+FORCE_INVOKE = force_invoke(REFRESHER)
 
 
 @dataclass
@@ -99,21 +93,10 @@ class RefresherStub:
         self.client.meta.events.register("before-parameter-build.lambda.Invoke", run_action)
 
     def answers(self, action: str, *, function_error: str | None = None) -> None:
-        """The next invoke (which must be the forced one) returns a summary with this action."""
-        response: dict[str, Any] = {"StatusCode": 200, "Payload": summary(action)}
-        if function_error:
-            response["FunctionError"] = function_error
-        self.stubber.add_response("invoke", response, FORCE_INVOKE)
+        refresher_answers(self.stubber, REFRESHER, action, function_error=function_error)
 
     def throttled(self) -> None:
-        """The next invoke (which must be the forced one) is throttled: a run is under way."""
-        self.stubber.add_client_error(
-            "invoke",
-            "TooManyRequestsException",
-            "Rate Exceeded.",
-            429,
-            expected_params=FORCE_INVOKE,
-        )
+        refresher_throttled(self.stubber, REFRESHER)
 
 
 @pytest.fixture
@@ -125,11 +108,6 @@ def lambda_stub(secrets: SecretsManager) -> Iterator[RefresherStub]:
     )
     with stub.stubber:
         yield stub
-
-
-def summary(action: str) -> StreamingBody:
-    body = json.dumps({"action": action, "expiresAt": None, "reason": "test"}).encode()
-    return StreamingBody(io.BytesIO(body), len(body))
 
 
 def source(secrets: SecretsManager, clock: Clock, stub: RefresherStub | None = None) -> TokenSource:

@@ -1,0 +1,45 @@
+"""The broker's on-demand invoke of the refresher, stubbed in boto3 (botocore's Stubber): the
+one invoke the contract allows, and the answers a test makes the refresher give to it."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+
+def force_invoke(function_name: str) -> dict[str, Any]:
+    """The parameters of the only invoke the broker may make: RequestResponse, {"force": true}."""
+    return {
+        "FunctionName": function_name,
+        "InvocationType": "RequestResponse",
+        "Payload": b'{"force": true}',
+    }
+
+
+def refresher_answers(
+    stubber: Stubber, function_name: str, action: str, *, function_error: str | None = None
+) -> None:
+    """The next invoke (which must be the forced one) returns a summary with this action."""
+    body = json.dumps({"action": action, "expiresAt": None, "reason": "test"}).encode()
+    response: dict[str, Any] = {
+        "StatusCode": 200,
+        "Payload": StreamingBody(io.BytesIO(body), len(body)),
+    }
+    if function_error:
+        response["FunctionError"] = function_error
+    stubber.add_response("invoke", response, force_invoke(function_name))
+
+
+def refresher_throttled(stubber: Stubber, function_name: str) -> None:
+    """The next invoke (which must be the forced one) is throttled: a run is under way."""
+    stubber.add_client_error(
+        "invoke",
+        "TooManyRequestsException",
+        "Rate Exceeded.",
+        429,
+        expected_params=force_invoke(function_name),
+    )
