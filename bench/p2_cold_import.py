@@ -11,7 +11,7 @@ import sys
 
 from bench import ROOT
 
-RUNS = 15
+RUNS = 25  # cold starts vary by tens of ms on a shared machine: more runs, steadier medians
 BROKER_GOAL, REFRESHER_GOAL = 1.15, 1.2
 
 # Each snippet prints the seconds its imports took, inside the process (interpreter start-up is
