@@ -74,9 +74,10 @@ class ErrorResponse:
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """429 with Retry-After (seconds, or None for no header) and X-RateLimit-* headers."""
+    """429 with Retry-After and X-RateLimit-* headers. retry_after: seconds, a string sent as it
+    is (an HTTP-date, something unreadable), or None for no Retry-After."""
 
-    retry_after: int | None = 1
+    retry_after: int | str | None = 1
     limit: int = 100
 
 
