@@ -431,11 +431,10 @@ def test_the_backoff_grows_exponentially_with_jitter(killb_sandbox: KillBSandbox
     ):
         login(client)
 
-    # Then the n-th pause is 2^(n-1) s plus up to 1 s of jitter
+    # Then the n-th pause is 2^(n-1) s plus some jitter, up to 1 s
     assert len(sleep.pauses) == MAX_RETRIES
     for n, pause in enumerate(sleep.pauses, start=1):
-        assert 2 ** (n - 1) <= pause <= 2 ** (n - 1) + 1.0
-    assert len(set(sleep.pauses)) == MAX_RETRIES
+        assert 2 ** (n - 1) < pause <= 2 ** (n - 1) + 1.0
 
 
 def test_a_backoff_that_would_pass_the_deadline_ends_the_call_now(
