@@ -209,3 +209,92 @@ def test_the_secrets_are_encrypted_with_the_stacks_rotating_key(resources: Resou
     assert resources["SecretsKey"]["Properties"]["EnableKeyRotation"] is True
     for secret in SECRETS:
         assert referenced_ids(resources[secret]["Properties"]["KmsKeyId"]) == {"SecretsKey"}
+
+
+READERS = {
+    "CredentialsSecret": {"RefresherRole"},
+    "SessionSecret": {"RefresherRole"},
+    "AccessTokenSecret": {"RefresherRole", "BrokerRole"},
+}
+
+
+def secret_policies(resources: Resources) -> dict[str, dict[str, object]]:
+    """Secret logical id -> the properties of the resource policy attached to it."""
+    found: dict[str, dict[str, object]] = {}
+    for resource in resources.values():
+        if resource["Type"] == "AWS::SecretsManager::ResourcePolicy":
+            (secret,) = referenced_ids(resource["Properties"]["SecretId"])
+            assert secret not in found, secret
+            found[secret] = resource["Properties"]
+    return found
+
+
+def account_key_statements(resources: Resources) -> list[dict[str, object]]:
+    statements = resources["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    return [s for s in statements if ":root" in str(s.get("Principal", {}).get("AWS", ""))]
+
+
+@pytest.mark.parametrize("secret", sorted(READERS))
+def test_secret_value_is_denied_to_everyone_but_its_named_readers(
+    resources: Resources, secret: str
+) -> None:
+    # Given the resource policy attached to the secret
+    policy = secret_policies(resources)[secret]
+
+    # Then it blocks public policies and denies GetSecretValue to every principal whose ARN is
+    # not one of the secret's readers' roles
+    assert policy["BlockPublicPolicy"] is True
+    document = policy["ResourcePolicy"]
+    assert isinstance(document, dict)
+    (deny,) = document["Statement"]
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == (
+        "Deny",
+        "*",
+        "secretsmanager:GetSecretValue",
+    )
+    exceptions = deny["Condition"]["StringNotEquals"]["aws:PrincipalArn"]
+    assert referenced_ids(exceptions) == READERS[secret]
+    assert set(deny["Condition"]) == {"StringNotEquals"}
+
+
+def test_the_account_administers_the_key_without_decrypting_or_granting(
+    resources: Resources,
+) -> None:
+    # Given the key policy statements for the account (CloudFormation, administrators, IAM)
+    statements = account_key_statements(resources)
+    (admin,) = [s for s in statements if "Condition" not in s]
+
+    # Then the unconditional one holds no cryptographic action, no wildcard and no grants
+    granted = actions(admin)
+    assert "kms:*" not in granted
+    assert not granted & {"kms:Decrypt", "kms:Encrypt", "kms:CreateGrant", "kms:ReEncrypt*"}
+    assert not any(
+        a.startswith(("kms:Create", "kms:Generate", "kms:ReEncrypt"))
+        for a in granted - {"kms:CreateAlias"}
+    )
+    assert {"kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:Describe*"} <= granted
+
+
+def test_the_account_uses_the_key_only_through_aws_services(resources: Resources) -> None:
+    # Given the account's conditional key statements
+    conditional = [s for s in account_key_statements(resources) if "Condition" in s]
+
+    # Then every one requires a service in between (no direct Decrypt of a data key)
+    assert conditional
+    for statement in conditional:
+        condition = statement["Condition"]
+        assert isinstance(condition, dict)
+        assert "kms:ViaService" in condition["StringEquals"]
+        assert condition["StringEquals"]["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_cloudwatch_uses_the_key_only_for_this_stacks_alarms(resources: Resources) -> None:
+    statements = resources["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    (statement,) = [
+        s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+
+    condition = statement["Condition"]
+    assert condition["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    source_arn = substitute(condition["ArnLike"]["aws:SourceArn"]["Fn::Sub"], {})
+    assert source_arn == "arn:aws:cloudwatch:us-east-1:123456789012:alarm:killb-broker-test-*"
