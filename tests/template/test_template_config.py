@@ -228,10 +228,21 @@ def test_a_token_running_out_raises_an_alarm_even_with_no_data(resources: Resour
     assert alarm["TreatMissingData"] == "breaching"
 
 
+def test_each_function_crashing_raises_an_alarm(resources: Resources) -> None:
+    watched = {
+        dimension["Value"]["Ref"]
+        for alarm in alarms(resources).values()
+        if (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
+        for dimension in alarm["Dimensions"]
+        if dimension["Name"] == "FunctionName"
+    }
+
+    assert watched == {"RefresherFunction", "BrokerFunction"}
+
+
 @pytest.mark.parametrize(
     ("namespace", "metric"),
     [
-        ("AWS/Lambda", "Errors"),
         ("AWS/Lambda", "Throttles"),
         ("AWS/ApiGateway", "5XXError"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),

@@ -142,16 +142,18 @@ def test_no_identity_policy_allows_the_service_on_every_resource(
 def test_managed_policies_grant_neither_secrets_nor_keys(resources: Resources) -> None:
     # Given the AWS managed policies attached to the roles (their text is not in the template)
     attached = {
-        substitute(arn["Fn::Sub"], {})
+        arn if isinstance(arn, str) else substitute(arn["Fn::Sub"], {})
         for resource in resources.values()
         if resource["Type"] == "AWS::IAM::Role"
         for arn in resource["Properties"].get("ManagedPolicyArns", [])
     }
 
-    # Then they are the tracing and API-logging ones only, which touch neither service
+    # Then they are the tracing, API-logging and CodeDeploy-for-Lambda ones only (CodeDeploy's
+    # shifts the broker's alias and reads its alarms), which touch neither service
     assert attached == {
         "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
         "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+        "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda",
     }
 
 
