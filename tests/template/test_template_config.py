@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from killb_broker.broker import AUDIT_MESSAGE
 from tests.template.stack import Resources, referenced_ids, samconfig
 
 CONTRACT_ENVIRONMENT = {
@@ -26,7 +25,6 @@ CONTRACT_ENVIRONMENT = {
 }
 POWERTOOLS_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME",
-    "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
 }
 KILLB_BASE_URLS = {
@@ -79,8 +77,8 @@ def test_function_runs_python313_on_arm64_with_tracing(resources: Resources, fun
 def test_metrics_are_kept_apart_per_stack(resources: Resources) -> None:
     variables = resources["RefresherFunction"]["Properties"]["Environment"]["Variables"]
 
+    # The namespace is fixed in the code; the stack name as service dimension keeps stacks apart
     assert variables["POWERTOOLS_SERVICE_NAME"] == {"Fn::Sub": "${AWS::StackName}"}
-    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "KillBCredentialBroker"
 
 
 def test_secret_ids_point_at_the_stacks_own_secrets(resources: Resources) -> None:
@@ -273,15 +271,83 @@ def test_outputs_give_the_operator_everything_to_wire_up(template: dict[str, Any
         "RefresherFunctionName",
         "BrokerFunctionName",
         "AlarmTopicArn",
+        "AuthHeadersRouteArn",
+        "HealthRouteArn",
+        "DashboardUrl",
     } <= set(template["Outputs"])
 
 
+def test_route_arn_outputs_name_each_route_of_the_api(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+
+    for output, route in [("AuthHeadersRouteArn", "auth-headers"), ("HealthRouteArn", "health")]:
+        assert outputs[output]["Value"]["Fn::Sub"].endswith(f"${{BrokerApi}}/api/GET/v1/{route}")
+
+
+def test_rejected_token_reports_that_keep_coming_raise_an_alarm(resources: Resources) -> None:
+    # Given the alarm on the broker's RejectedTokenReports metric
+    alarm = alarm_on(resources, "RejectedTokenReports")
+
+    # Then it watches this stack's metric and fires only when reports come period after period
+    assert alarm["Namespace"] == "KillBCredentialBroker"
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": {"Ref": "AWS::StackName"}}]
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] >= 2
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_refresher_errors_alarm_sends_secrets_manager_failures_to_the_failed_alarm(
+    resources: Resources,
+) -> None:
+    # A Secrets Manager failure makes the refresher return "failed": RefresherFailed, not Errors
+    errors = resources["RefresherErrorsAlarm"]["Properties"]["AlarmDescription"]
+
+    assert "Secrets Manager" in errors
+    assert "refresher failed alarm" in errors
+    assert "crashed or timed out" in errors
+
+
+DASHBOARD_METRICS = {
+    ("KillBCredentialBroker", "AccessTokenSecondsLeft"),
+    ("KillBCredentialBroker", "Logins"),
+    ("KillBCredentialBroker", "Refreshes"),
+    ("KillBCredentialBroker", "RefresherFailed"),
+    ("KillBCredentialBroker", "LoginRejected"),
+    ("KillBCredentialBroker", "KillBRefused"),
+    ("KillBCredentialBroker", "RejectedTokenReports"),
+    ("AWS/ApiGateway", "4XXError"),
+    ("AWS/ApiGateway", "5XXError"),
+    ("AWS/ApiGateway", "Latency"),
+}
+
+
+def test_dashboard_shows_the_token_the_refresher_and_the_callers(resources: Resources) -> None:
+    # Given the dashboard's body as CloudFormation would substitute it
+    text, variables = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert variables == {"ApiName": {"Fn::Sub": "${AWS::StackName}-broker"}}
+    body = json.loads(
+        text.replace("${AWS::Region}", "us-east-1")
+        .replace("${AWS::StackName}", "killb-broker-test")
+        .replace("${ApiName}", "killb-broker-test-broker")
+    )
+
+    # Then its widgets plot each metric on-call needs, for this stack (or this stack's API)
+    shown = set()
+    for widget in body["widgets"]:
+        for metric in widget["properties"]["metrics"]:
+            namespace, name, *dimensions = [part for part in metric if isinstance(part, str)]
+            assert dimensions[1] in {"killb-broker-test", "killb-broker-test-broker"}, metric
+            shown.add((namespace, name))
+    assert shown >= DASHBOARD_METRICS
+
+
 def test_tokens_issued_are_counted_from_the_brokers_audit_line(resources: Resources) -> None:
-    # Given the broker's audit message, and the metric filter on the broker's log group
+    # Given the metric filter on the broker's log group (one audit record per request)
     metric_filter = resources["TokensIssuedMetricFilter"]["Properties"]
 
-    # Then the filter matches that message exactly, on the broker's own log group
-    assert metric_filter["FilterPattern"] == f'{{ $.message = "{AUDIT_MESSAGE}" }}'
+    # Then it counts the audit records of issued tokens only, on the broker's own log group
+    assert (
+        metric_filter["FilterPattern"] == '{ $.message = "broker audit" && $.outcome = "issued" }'
+    )
     assert referenced_ids(metric_filter["LogGroupName"]) == {"BrokerLogGroup"}
     (transformation,) = metric_filter["MetricTransformations"]
     assert (transformation["MetricNamespace"], transformation["MetricName"]) == (
