@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from typing import Any
 
 import pytest
 
-from tests.template.stack import Resources, referenced_ids, samconfig
+from tests.template.stack import ROOT, Resources, referenced_ids, samconfig
 
 CONTRACT_ENVIRONMENT = {
     "RefresherFunction": {
@@ -354,3 +355,25 @@ def test_tokens_issued_are_counted_from_the_brokers_audit_line(resources: Resour
         "KillBCredentialBroker",
         "TokensIssued",
     )
+
+
+def test_serverless_repo_metadata_describes_a_publishable_app(template: dict[str, Any]) -> None:
+    # Given the Serverless Application Repository metadata and the project's own version
+    application = template["Metadata"]["AWS::ServerlessRepo::Application"]
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        version = tomllib.load(file)["project"]["version"]
+
+    # Then it has what the repository requires, its files exist, and its version is the project's
+    assert application["Name"] == "killb-credential-broker"
+    assert application["Description"]
+    assert application["Author"]
+    assert application["SpdxLicenseId"] == "Apache-2.0"
+    assert "Apache License" in (ROOT / application["LicenseUrl"]).read_text()
+    assert "Version 2.0" in (ROOT / application["LicenseUrl"]).read_text()
+    assert (ROOT / application["ReadmeUrl"]).is_file()
+    assert application["SemanticVersion"] == version
+    assert re.fullmatch(r"\d+\.\d+\.\d+", application["SemanticVersion"])
+    assert re.fullmatch(r"https://\S+", application["SourceCodeUrl"])
+    labels = application["Labels"]
+    assert 0 < len(labels) <= 10
+    assert all(re.fullmatch(r"[a-zA-Z0-9+\-_:\\/@]{1,127}", label) for label in labels)
