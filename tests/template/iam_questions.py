@@ -334,6 +334,9 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
         key_request(admin, "kms:Decrypt", "credentials", via=None)
     ]
     table["admin-puts-new-credentials"] = writes(admin, "credentials")
+    table["admin-replicates-credentials-to-another-region"] = [
+        secret_request(admin, "secretsmanager:ReplicateSecretToRegions", "credentials")
+    ]
     table["admin-creates-a-key-grant"] = [
         request(admin, "kms:CreateGrant", key_arn, stack.key_policy())
     ]

@@ -248,7 +248,7 @@ def test_secret_value_is_denied_to_everyone_but_its_named_readers(
     assert policy["BlockPublicPolicy"] is True
     document = policy["ResourcePolicy"]
     assert isinstance(document, dict)
-    (deny,) = document["Statement"]
+    deny, no_replicas = document["Statement"]
     assert (deny["Effect"], deny["Principal"], deny["Action"]) == (
         "Deny",
         "*",
@@ -257,6 +257,12 @@ def test_secret_value_is_denied_to_everyone_but_its_named_readers(
     exceptions = deny["Condition"]["StringNotEquals"]["aws:PrincipalArn"]
     assert referenced_ids(exceptions) == READERS[secret]
     assert set(deny["Condition"]) == {"StringNotEquals"}
+    assert (no_replicas["Effect"], no_replicas["Principal"], no_replicas["Action"]) == (
+        "Deny",
+        "*",
+        "secretsmanager:ReplicateSecretToRegions",
+    )
+    assert "Condition" not in no_replicas
 
 
 def test_the_account_administers_the_key_without_decrypting_or_granting(
