@@ -247,11 +247,9 @@ def test_a_regional_api_has_no_vpc_endpoint_condition(resources: Resources) -> N
     assert endpoint == {"Types": ["REGIONAL"]}
 
 
-def test_private_without_vpc_endpoints_is_refused_before_deploying(
-    template: dict[str, Any],
-) -> None:
-    # Given the template's rule for a private API
-    rule = template["Rules"]["PrivateApiNeedsVpcEndpoints"]
+def test_private_without_vpc_endpoints_is_refused_before_deploying() -> None:
+    # Given the rule for a private API, as CloudFormation receives it (after SAM's transform)
+    rule = translated_template()["Rules"]["PrivateApiNeedsVpcEndpoints"]
 
     # Then it applies to PRIVATE and asserts a non-empty endpoint list
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "ApiEndpointType"}, "PRIVATE"]}
