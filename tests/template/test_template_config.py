@@ -58,7 +58,7 @@ def overrides(environment: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("function", sorted(CONTRACT_ENVIRONMENT))
-def test_function_has_exactly_the_contracts_environment(
+def test_function_has_the_contracts_environment_and_no_other_setting(
     resources: Resources, function: str
 ) -> None:
     variables = resources[function]["Properties"]["Environment"]["Variables"]
