@@ -306,3 +306,12 @@ def test_cloudwatch_uses_the_key_only_for_this_stacks_alarms(resources: Resource
     assert condition["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
     source_arn = substitute(condition["ArnLike"]["aws:SourceArn"]["Fn::Sub"], {})
     assert source_arn == "arn:aws:cloudwatch:us-east-1:123456789012:alarm:killb-broker-test-*"
+
+
+def test_only_this_stacks_alarms_publish_to_the_alarm_topic(resources: Resources) -> None:
+    (statement,) = resources["AlarmTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+
+    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    source_arn = substitute(statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"], {})
+    assert source_arn == "arn:aws:cloudwatch:us-east-1:123456789012:alarm:killb-broker-test-*"
