@@ -84,6 +84,9 @@ class Stack:
                 f"{self.ref(properties['FunctionName']['Ref'])}:{properties['Name']}"
             ),
             "AWS::KMS::Key": lambda: KEY_ID,
+            "AWS::SNS::Topic": lambda: (
+                f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{self.physical_name(name)}"
+            ),
             "AWS::ApiGateway::RestApi": lambda: API_ID,
             "AWS::Logs::LogGroup": lambda: self.resolve(properties["LogGroupName"]),
         }
@@ -401,6 +404,15 @@ def service_questions(stack: Stack) -> dict[str, list[Request]]:
             )
         ]
 
+    def alarm_publishes(account: str, alarm: str) -> list[Request]:
+        topic = stack.ref("AlarmTopic")
+        policy = stack.resolve(stack.resources["AlarmTopicPolicy"]["Properties"]["PolicyDocument"])
+        context = {
+            "aws:SourceAccount": account,
+            "aws:SourceArn": f"arn:aws:cloudwatch:{REGION}:{account}:alarm:{alarm}",
+        }
+        return [service("cloudwatch.amazonaws.com", "sns:Publish", topic, policy, context)]
+
     def api_gateway_invokes(source: str) -> list[Request]:
         policy = stack.function_policy(alias)
         return [
@@ -424,6 +436,12 @@ def service_questions(stack: Stack) -> dict[str, list[Request]]:
         ),
         "cloudwatch-publishes-another-stacks-alarm": alarm_use(
             ACCOUNT_ID, "someone-else-Alarm-AbC123"
+        ),
+        "cloudwatch-notifies-the-topic-for-this-stacks-alarm": alarm_publishes(
+            ACCOUNT_ID, f"{STACK_NAME}-BrokerErrorsAlarm-AbC123"
+        ),
+        "cloudwatch-notifies-the-topic-for-another-accounts-alarm": alarm_publishes(
+            OTHER_ACCOUNT, f"{STACK_NAME}-BrokerErrorsAlarm-AbC123"
         ),
         "api-gateway-invokes-the-broker-alias-for-this-api": api_gateway_invokes(api_source),
         "api-gateway-invokes-the-broker-alias-for-another-api": api_gateway_invokes(
