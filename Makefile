@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test demo bench lint typecheck bandit template checkov pytest lock clean
+.PHONY: test demo bench lint typecheck bandit template checkov pytest iam lock clean
 
 $(BIN)/.installed: requirements/dev.txt layers/shared/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it, or set PYTHON313=/path/to/python3.13)"; exit 1; }
@@ -47,7 +47,15 @@ checkov: $(CHECKOV_VENV)/.installed
 pytest: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
-test: lint typecheck bandit template checkov pytest
+# The security questions of docs/iam-answers.md, answered by an IAM policy engine (Node 20+).
+IAM_DIR := tests/template/iam
+iam: $(BIN)/.installed
+	npm ci --prefix $(IAM_DIR) --no-audit --no-fund --silent
+	mkdir -p $(IAM_DIR)/build
+	$(BIN)/python -m tests.template.iam_questions $(IAM_DIR)/build/questions.json
+	cd $(IAM_DIR) && node --test
+
+test: lint typecheck bandit template checkov pytest iam
 
 demo: $(BIN)/.installed
 	$(BIN)/python local/demo.py

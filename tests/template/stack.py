@@ -154,14 +154,18 @@ def secret_arn(resources: Resources, logical_id: str, suffix: str = "AbC123") ->
     return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:{name}-{suffix}"
 
 
+NO_VALUE = object()  # AWS::NoValue: the list item or property is left out
+
+
 def evaluate(value: Any, parameters: Mapping[str, str], conditions: Mapping[str, bool]) -> Any:
     """Resolve the few intrinsics the API's resource policy uses: Ref, Fn::If, Fn::Split."""
     if isinstance(value, list):
-        return [evaluate(inner, parameters, conditions) for inner in value]
+        items = [evaluate(inner, parameters, conditions) for inner in value]
+        return [inner for inner in items if inner is not NO_VALUE]
     if not isinstance(value, dict):
         return value
     if set(value) == {"Ref"}:
-        return {"AWS::AccountId": ACCOUNT_ID, **parameters}[value["Ref"]]
+        return {"AWS::AccountId": ACCOUNT_ID, "AWS::NoValue": NO_VALUE, **parameters}[value["Ref"]]
     if set(value) == {"Fn::If"}:
         condition, when_true, when_false = value["Fn::If"]
         chosen = when_true if conditions[condition] else when_false
@@ -169,4 +173,5 @@ def evaluate(value: Any, parameters: Mapping[str, str], conditions: Mapping[str,
     if set(value) == {"Fn::Split"}:
         separator, text = value["Fn::Split"]
         return str(evaluate(text, parameters, conditions)).split(separator)
-    return {key: evaluate(inner, parameters, conditions) for key, inner in value.items()}
+    resolved = {key: evaluate(inner, parameters, conditions) for key, inner in value.items()}
+    return {key: inner for key, inner in resolved.items() if inner is not NO_VALUE}

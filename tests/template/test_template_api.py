@@ -43,10 +43,13 @@ def stage(resources: Resources) -> dict[str, Any]:
 def resource_policy_callers(parameters: dict[str, str]) -> dict[str, list[str]]:
     """The resource policy's allowed principals and the deny's exceptions, for these values."""
     body = api_body(translated_template(parameters)["Resources"])
-    conditions = {"CallersDefaultToThisAccount": not parameters.get("AllowedCallerPrincipals")}
+    conditions = {
+        "CallersDefaultToThisAccount": not parameters.get("AllowedCallerPrincipals"),
+        "IsPrivateApi": parameters.get("ApiEndpointType") == "PRIVATE",
+    }
     policy = evaluate(body["x-amazon-apigateway-policy"], parameters, conditions)
     (allow,) = [s for s in policy["Statement"] if s["Effect"] == "Allow"]
-    (deny,) = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    (deny,) = [s for s in policy["Statement"] if s["Sid"] == "EveryoneElseIsDenied"]
     return {
         "allowed": allow["Principal"]["AWS"],
         "deny_unless_arn": deny["Condition"]["StringNotLike"]["aws:PrincipalArn"],
@@ -197,3 +200,109 @@ def test_allowed_caller_principals_accepts_only_what_a_resource_policy_can_name(
     pattern = template["Parameters"]["AllowedCallerPrincipals"]["AllowedPattern"]
 
     assert bool(re.fullmatch(pattern, value)) is accepted
+
+
+PRIVATE = {
+    "ApiEndpointType": "PRIVATE",
+    "ApiVpcEndpointIds": "vpce-0a1b2c3d4e5f60789,vpce-0123456789abcdef0",
+}
+
+
+def test_a_private_api_is_reached_only_through_the_listed_vpc_endpoints() -> None:
+    # Given the template translated for a PRIVATE API with two VPC endpoints
+    resources = translated_template(PRIVATE)["Resources"]
+    conditions = {"CallersDefaultToThisAccount": True, "IsPrivateApi": True}
+
+    # Then the API's endpoint is private on those endpoints, and the resource policy denies
+    # every request that does not come through one of them
+    endpoint = evaluate(
+        resources["BrokerApi"]["Properties"]["EndpointConfiguration"], PRIVATE, conditions
+    )
+    assert endpoint == {
+        "Types": ["PRIVATE"],
+        "VpcEndpointIds": PRIVATE["ApiVpcEndpointIds"].split(","),
+    }
+    policy = evaluate(api_body(resources)["x-amazon-apigateway-policy"], PRIVATE, conditions)
+    (deny,) = [s for s in policy["Statement"] if s["Sid"] == "OnlyThroughTheVpcEndpoints"]
+    assert (deny["Effect"], deny["Principal"], deny["Resource"]) == ("Deny", "*", "execute-api:/*")
+    assert deny["Condition"] == {
+        "StringNotEquals": {"aws:SourceVpce": PRIVATE["ApiVpcEndpointIds"].split(",")}
+    }
+
+
+def test_a_regional_api_has_no_vpc_endpoint_condition(resources: Resources) -> None:
+    conditions = {"CallersDefaultToThisAccount": True, "IsPrivateApi": False}
+
+    policy = evaluate(api_body(resources)["x-amazon-apigateway-policy"], {}, conditions)
+
+    assert [s["Sid"] for s in policy["Statement"]] == [
+        "AllowedCallersInvoke",
+        "EveryoneElseIsDenied",
+    ]
+    endpoint = evaluate(
+        resources["BrokerApi"]["Properties"]["EndpointConfiguration"],
+        {"ApiEndpointType": "REGIONAL", "ApiVpcEndpointIds": ""},
+        conditions,
+    )
+    assert endpoint == {"Types": ["REGIONAL"]}
+
+
+def test_private_without_vpc_endpoints_is_refused_before_deploying() -> None:
+    # Given the rule for a private API, as CloudFormation receives it (after SAM's transform)
+    rule = translated_template()["Rules"]["PrivateApiNeedsVpcEndpoints"]
+
+    # Then it applies to PRIVATE and asserts a non-empty endpoint list
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "ApiEndpointType"}, "PRIVATE"]}
+    (assertion,) = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ApiVpcEndpointIds"}, ""]}]}
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        ("vpce-0a1b2c3d4e5f60789", True),
+        ("vpce-0a1b2c3d4e5f60789,vpce-01234567", True),
+        ("vpce-0a1b2c3d4e5f60789, vpce-01234567", False),
+        ("vpce-*", False),
+        ("*", False),
+    ],
+)
+def test_api_vpc_endpoint_ids_accepts_only_endpoint_ids(
+    template: dict[str, Any], value: str, accepted: bool
+) -> None:
+    pattern = template["Parameters"]["ApiVpcEndpointIds"]["AllowedPattern"]
+
+    assert bool(re.fullmatch(pattern, value)) is accepted
+
+
+def test_the_api_invokes_the_brokers_live_alias(resources: Resources) -> None:
+    # Given the Lambda permissions that let API Gateway invoke the broker
+    permissions = [
+        r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Permission"
+    ]
+
+    # Then each is on the alias "live", and every route's integration calls that alias
+    assert permissions
+    for permission in permissions:
+        assert permission["FunctionName"] == {"Ref": "BrokerFunctionAliaslive"}
+        assert permission["Principal"] == "apigateway.amazonaws.com"
+    assert resources["BrokerFunctionAliaslive"]["Properties"]["Name"] == "live"
+    for methods in api_body(resources)["paths"].values():
+        for operation in methods.values():
+            uri = json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
+            assert "BrokerFunctionAliaslive" in uri
+
+
+@pytest.mark.parametrize(
+    "preference", ["AllAtOnce", "Canary10Percent5Minutes", "Linear10PercentEvery1Minute"]
+)
+def test_broker_deploys_shift_the_alias_and_roll_back_on_its_error_alarms(preference: str) -> None:
+    resources = translated_template({"BrokerDeploymentPreference": preference})["Resources"]
+
+    group = resources["BrokerFunctionDeploymentGroup"]["Properties"]
+    assert group["DeploymentConfigName"]["Fn::Sub"][1] == {"ConfigName": preference}
+    assert group["AutoRollbackConfiguration"]["Enabled"] is True
+    assert "DEPLOYMENT_STOP_ON_ALARM" in group["AutoRollbackConfiguration"]["Events"]
+    alarms = {alarm["Name"]["Ref"] for alarm in group["AlarmConfiguration"]["Alarms"]}
+    assert alarms == {"BrokerErrorsAlarm", "BrokerServerErrorsAlarm"}

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from typing import Any
 
 import pytest
 
-from killb_broker.broker import AUDIT_MESSAGE
-from tests.template.stack import Resources, referenced_ids, samconfig
+from tests.template.stack import ROOT, Resources, referenced_ids, samconfig
 
 CONTRACT_ENVIRONMENT = {
     "RefresherFunction": {
@@ -26,9 +26,9 @@ CONTRACT_ENVIRONMENT = {
 }
 POWERTOOLS_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME",
-    "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
 }
+SAM_LOCAL_ONLY = {"LOCAL_CALLER_ARN", "AWS_ENDPOINT_URL_SECRETSMANAGER", "AWS_ENDPOINT_URL"}
 KILLB_BASE_URLS = {
     "sandbox": "https://teste-94u93qnn.uc.gateway.dev",
     "production": "https://killb.app",
@@ -58,12 +58,17 @@ def overrides(environment: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("function", sorted(CONTRACT_ENVIRONMENT))
-def test_function_has_exactly_the_contracts_environment(
+def test_function_has_the_contracts_environment_and_no_other_setting(
     resources: Resources, function: str
 ) -> None:
     variables = resources[function]["Properties"]["Environment"]["Variables"]
 
-    assert set(variables) == CONTRACT_ENVIRONMENT[function] | POWERTOOLS_ENVIRONMENT
+    # Besides, only the names `sam local --env-vars` overrides (the code ignores the caller
+    # override outside sam local; the endpoint is boto3's own setting)
+    assert CONTRACT_ENVIRONMENT[function] | POWERTOOLS_ENVIRONMENT <= set(variables)
+    assert (
+        set(variables) - CONTRACT_ENVIRONMENT[function] - POWERTOOLS_ENVIRONMENT <= SAM_LOCAL_ONLY
+    )
 
 
 @pytest.mark.parametrize("function", sorted(CONTRACT_ENVIRONMENT))
@@ -79,8 +84,8 @@ def test_function_runs_python313_on_arm64_with_tracing(resources: Resources, fun
 def test_metrics_are_kept_apart_per_stack(resources: Resources) -> None:
     variables = resources["RefresherFunction"]["Properties"]["Environment"]["Variables"]
 
+    # The namespace is fixed in the code; the stack name as service dimension keeps stacks apart
     assert variables["POWERTOOLS_SERVICE_NAME"] == {"Fn::Sub": "${AWS::StackName}"}
-    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "KillBCredentialBroker"
 
 
 def test_secret_ids_point_at_the_stacks_own_secrets(resources: Resources) -> None:
@@ -228,10 +233,21 @@ def test_a_token_running_out_raises_an_alarm_even_with_no_data(resources: Resour
     assert alarm["TreatMissingData"] == "breaching"
 
 
+def test_each_function_crashing_raises_an_alarm(resources: Resources) -> None:
+    watched = {
+        dimension["Value"]["Ref"]
+        for alarm in alarms(resources).values()
+        if (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
+        for dimension in alarm["Dimensions"]
+        if dimension["Name"] == "FunctionName"
+    }
+
+    assert watched == {"RefresherFunction", "BrokerFunction"}
+
+
 @pytest.mark.parametrize(
     ("namespace", "metric"),
     [
-        ("AWS/Lambda", "Errors"),
         ("AWS/Lambda", "Throttles"),
         ("AWS/ApiGateway", "5XXError"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
@@ -262,18 +278,108 @@ def test_outputs_give_the_operator_everything_to_wire_up(template: dict[str, Any
         "RefresherFunctionName",
         "BrokerFunctionName",
         "AlarmTopicArn",
+        "AuthHeadersRouteArn",
+        "HealthRouteArn",
+        "DashboardUrl",
     } <= set(template["Outputs"])
 
 
+def test_route_arn_outputs_name_each_route_of_the_api(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+
+    for output, route in [("AuthHeadersRouteArn", "auth-headers"), ("HealthRouteArn", "health")]:
+        assert outputs[output]["Value"]["Fn::Sub"].endswith(f"${{BrokerApi}}/api/GET/v1/{route}")
+
+
+def test_rejected_token_reports_that_keep_coming_raise_an_alarm(resources: Resources) -> None:
+    # Given the alarm on the broker's RejectedTokenReports metric
+    alarm = alarm_on(resources, "RejectedTokenReports")
+
+    # Then it watches this stack's metric and fires only when reports come period after period
+    assert alarm["Namespace"] == "KillBCredentialBroker"
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": {"Ref": "AWS::StackName"}}]
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] >= 2
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_refresher_errors_alarm_sends_secrets_manager_failures_to_the_failed_alarm(
+    resources: Resources,
+) -> None:
+    # A Secrets Manager failure makes the refresher return "failed": RefresherFailed, not Errors
+    errors = resources["RefresherErrorsAlarm"]["Properties"]["AlarmDescription"]
+
+    assert "Secrets Manager" in errors
+    assert "refresher failed alarm" in errors
+    assert "crashed or timed out" in errors
+
+
+DASHBOARD_METRICS = {
+    ("KillBCredentialBroker", "AccessTokenSecondsLeft"),
+    ("KillBCredentialBroker", "Logins"),
+    ("KillBCredentialBroker", "Refreshes"),
+    ("KillBCredentialBroker", "RefresherFailed"),
+    ("KillBCredentialBroker", "LoginRejected"),
+    ("KillBCredentialBroker", "KillBRefused"),
+    ("KillBCredentialBroker", "RejectedTokenReports"),
+    ("AWS/ApiGateway", "4XXError"),
+    ("AWS/ApiGateway", "5XXError"),
+    ("AWS/ApiGateway", "Latency"),
+}
+
+
+def test_dashboard_shows_the_token_the_refresher_and_the_callers(resources: Resources) -> None:
+    # Given the dashboard's body as CloudFormation would substitute it
+    text, variables = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert variables == {"ApiName": {"Fn::Sub": "${AWS::StackName}-broker"}}
+    body = json.loads(
+        text.replace("${AWS::Region}", "us-east-1")
+        .replace("${AWS::StackName}", "killb-broker-test")
+        .replace("${ApiName}", "killb-broker-test-broker")
+    )
+
+    # Then its widgets plot each metric on-call needs, for this stack (or this stack's API)
+    shown = set()
+    for widget in body["widgets"]:
+        for metric in widget["properties"]["metrics"]:
+            namespace, name, *dimensions = [part for part in metric if isinstance(part, str)]
+            assert dimensions[1] in {"killb-broker-test", "killb-broker-test-broker"}, metric
+            shown.add((namespace, name))
+    assert shown >= DASHBOARD_METRICS
+
+
 def test_tokens_issued_are_counted_from_the_brokers_audit_line(resources: Resources) -> None:
-    # Given the broker's audit message, and the metric filter on the broker's log group
+    # Given the metric filter on the broker's log group (one audit record per request)
     metric_filter = resources["TokensIssuedMetricFilter"]["Properties"]
 
-    # Then the filter matches that message exactly, on the broker's own log group
-    assert metric_filter["FilterPattern"] == f'{{ $.message = "{AUDIT_MESSAGE}" }}'
+    # Then it counts the audit records of issued tokens only, on the broker's own log group
+    assert (
+        metric_filter["FilterPattern"] == '{ $.message = "broker audit" && $.outcome = "issued" }'
+    )
     assert referenced_ids(metric_filter["LogGroupName"]) == {"BrokerLogGroup"}
     (transformation,) = metric_filter["MetricTransformations"]
     assert (transformation["MetricNamespace"], transformation["MetricName"]) == (
         "KillBCredentialBroker",
         "TokensIssued",
     )
+
+
+def test_serverless_repo_metadata_describes_a_publishable_app(template: dict[str, Any]) -> None:
+    # Given the Serverless Application Repository metadata and the project's own version
+    application = template["Metadata"]["AWS::ServerlessRepo::Application"]
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        version = tomllib.load(file)["project"]["version"]
+
+    # Then it has what the repository requires, its files exist, and its version is the project's
+    assert application["Name"] == "killb-credential-broker"
+    assert application["Description"]
+    assert application["Author"]
+    assert application["SpdxLicenseId"] == "Apache-2.0"
+    assert "Apache License" in (ROOT / application["LicenseUrl"]).read_text()
+    assert "Version 2.0" in (ROOT / application["LicenseUrl"]).read_text()
+    assert (ROOT / application["ReadmeUrl"]).is_file()
+    assert application["SemanticVersion"] == version
+    assert re.fullmatch(r"\d+\.\d+\.\d+", application["SemanticVersion"])
+    assert re.fullmatch(r"https://\S+", application["SourceCodeUrl"])
+    labels = application["Labels"]
+    assert 0 < len(labels) <= 10
+    assert all(re.fullmatch(r"[a-zA-Z0-9+\-_:\\/@]{1,127}", label) for label in labels)

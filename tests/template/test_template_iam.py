@@ -142,16 +142,18 @@ def test_no_identity_policy_allows_the_service_on_every_resource(
 def test_managed_policies_grant_neither_secrets_nor_keys(resources: Resources) -> None:
     # Given the AWS managed policies attached to the roles (their text is not in the template)
     attached = {
-        substitute(arn["Fn::Sub"], {})
+        arn if isinstance(arn, str) else substitute(arn["Fn::Sub"], {})
         for resource in resources.values()
         if resource["Type"] == "AWS::IAM::Role"
         for arn in resource["Properties"].get("ManagedPolicyArns", [])
     }
 
-    # Then they are the tracing and API-logging ones only, which touch neither service
+    # Then they are the tracing, API-logging and CodeDeploy-for-Lambda ones only (CodeDeploy's
+    # shifts the broker's alias and reads its alarms), which touch neither service
     assert attached == {
         "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
         "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+        "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda",
     }
 
 
@@ -209,3 +211,107 @@ def test_the_secrets_are_encrypted_with_the_stacks_rotating_key(resources: Resou
     assert resources["SecretsKey"]["Properties"]["EnableKeyRotation"] is True
     for secret in SECRETS:
         assert referenced_ids(resources[secret]["Properties"]["KmsKeyId"]) == {"SecretsKey"}
+
+
+READERS = {
+    "CredentialsSecret": {"RefresherRole"},
+    "SessionSecret": {"RefresherRole"},
+    "AccessTokenSecret": {"RefresherRole", "BrokerRole"},
+}
+
+
+def secret_policies(resources: Resources) -> dict[str, dict[str, object]]:
+    """Secret logical id -> the properties of the resource policy attached to it."""
+    found: dict[str, dict[str, object]] = {}
+    for resource in resources.values():
+        if resource["Type"] == "AWS::SecretsManager::ResourcePolicy":
+            (secret,) = referenced_ids(resource["Properties"]["SecretId"])
+            assert secret not in found, secret
+            found[secret] = resource["Properties"]
+    return found
+
+
+def account_key_statements(resources: Resources) -> list[dict[str, object]]:
+    statements = resources["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    return [s for s in statements if ":root" in str(s.get("Principal", {}).get("AWS", ""))]
+
+
+@pytest.mark.parametrize("secret", sorted(READERS))
+def test_secret_value_is_denied_to_everyone_but_its_named_readers(
+    resources: Resources, secret: str
+) -> None:
+    # Given the resource policy attached to the secret
+    policy = secret_policies(resources)[secret]
+
+    # Then it blocks public policies and denies GetSecretValue to every principal whose ARN is
+    # not one of the secret's readers' roles
+    assert policy["BlockPublicPolicy"] is True
+    document = policy["ResourcePolicy"]
+    assert isinstance(document, dict)
+    deny, no_replicas = document["Statement"]
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == (
+        "Deny",
+        "*",
+        "secretsmanager:GetSecretValue",
+    )
+    exceptions = deny["Condition"]["StringNotEquals"]["aws:PrincipalArn"]
+    assert referenced_ids(exceptions) == READERS[secret]
+    assert set(deny["Condition"]) == {"StringNotEquals"}
+    assert (no_replicas["Effect"], no_replicas["Principal"], no_replicas["Action"]) == (
+        "Deny",
+        "*",
+        "secretsmanager:ReplicateSecretToRegions",
+    )
+    assert "Condition" not in no_replicas
+
+
+def test_the_account_administers_the_key_without_decrypting_or_granting(
+    resources: Resources,
+) -> None:
+    # Given the key policy statements for the account (CloudFormation, administrators, IAM)
+    statements = account_key_statements(resources)
+    (admin,) = [s for s in statements if "Condition" not in s]
+
+    # Then the unconditional one holds no cryptographic action, no wildcard and no grants
+    granted = actions(admin)
+    assert "kms:*" not in granted
+    assert not granted & {"kms:Decrypt", "kms:Encrypt", "kms:CreateGrant", "kms:ReEncrypt*"}
+    assert not any(
+        a.startswith(("kms:Create", "kms:Generate", "kms:ReEncrypt"))
+        for a in granted - {"kms:CreateAlias"}
+    )
+    assert {"kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:Describe*"} <= granted
+
+
+def test_the_account_uses_the_key_only_through_aws_services(resources: Resources) -> None:
+    # Given the account's conditional key statements
+    conditional = [s for s in account_key_statements(resources) if "Condition" in s]
+
+    # Then every one requires a service in between (no direct Decrypt of a data key)
+    assert conditional
+    for statement in conditional:
+        condition = statement["Condition"]
+        assert isinstance(condition, dict)
+        assert "kms:ViaService" in condition["StringEquals"]
+        assert condition["StringEquals"]["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_cloudwatch_uses_the_key_only_for_this_stacks_alarms(resources: Resources) -> None:
+    statements = resources["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    (statement,) = [
+        s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+
+    condition = statement["Condition"]
+    assert condition["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    source_arn = substitute(condition["ArnLike"]["aws:SourceArn"]["Fn::Sub"], {})
+    assert source_arn == "arn:aws:cloudwatch:us-east-1:123456789012:alarm:killb-broker-test-*"
+
+
+def test_only_this_stacks_alarms_publish_to_the_alarm_topic(resources: Resources) -> None:
+    (statement,) = resources["AlarmTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+
+    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    source_arn = substitute(statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"], {})
+    assert source_arn == "arn:aws:cloudwatch:us-east-1:123456789012:alarm:killb-broker-test-*"

@@ -1,0 +1,99 @@
+// The template's security questions, answered by the policy engine, against docs/iam-answers.md.
+// Run by `make iam`, which first writes the questions from the translated template.
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { test } from 'node:test'
+import { runSimulation } from '@cloud-copilot/iam-simulate'
+import { answerAll, decide, expectedAnswers, loadJson } from './evaluate.mjs'
+
+const questions = loadJson(process.env.IAM_QUESTIONS ?? new URL('./build/questions.json', import.meta.url))
+const expected = expectedAnswers(readFileSync(new URL('../../../docs/iam-answers.md', import.meta.url), 'utf8'))
+
+function column(name) {
+  return Object.fromEntries(Object.entries(expected).map(([id, row]) => [id, row[name]]))
+}
+
+function differences(answers, wanted) {
+  return Object.keys(wanted).filter((id) => answers[id] !== wanted[id])
+}
+
+test('the table and the questions asked are the same list', () => {
+  assert.deepEqual(Object.keys(questions.default).sort(), Object.keys(expected).sort())
+  assert.deepEqual(Object.keys(questions.private).sort(), Object.keys(expected).sort())
+})
+
+for (const configuration of ['default', 'private']) {
+  test(`every answer for the ${configuration} parameters is the table's`, async () => {
+    const answers = await answerAll(questions[configuration])
+
+    assert.deepEqual(differences(answers, column(configuration)), [])
+  })
+}
+
+test('a deliberately widened broker policy turns its answer red', async () => {
+  // Given the default stack, but the broker's policy and the credentials secret's resource
+  // policy widened to let the broker read the credentials
+  const answers = await answerAll(questions.widened)
+
+  // Then exactly that answer differs from the table
+  assert.deepEqual(differences(answers, column('default')), ['broker-reads-credentials'])
+})
+
+const secretArn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:s/credentials-AbC123'
+const keyArn = 'arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab'
+
+function decryptWith(context) {
+  return {
+    principal: 'arn:aws:sts::123456789012:assumed-role/reader/session',
+    action: 'kms:Decrypt',
+    resource: keyArn,
+    resourceAccount: '123456789012',
+    context: { 'aws:PrincipalArn': 'arn:aws:iam::123456789012:role/reader', ...context },
+    identityPolicies: [],
+    resourcePolicy: {
+      Version: '2012-10-17',
+      Statement: [
+        {
+          Effect: 'Allow',
+          Principal: { AWS: 'arn:aws:iam::123456789012:role/reader' },
+          Action: 'kms:Decrypt',
+          Resource: '*',
+          Condition: { StringEquals: { 'kms:EncryptionContext:SecretARN': secretArn } }
+        }
+      ]
+    }
+  }
+}
+
+test('canary: this engine release still drops kms:EncryptionContext keys (else drop the workaround in evaluate.mjs)', async () => {
+  const request = decryptWith({ 'kms:EncryptionContext:SecretARN': secretArn })
+  const response = await runSimulation(
+    {
+      request: {
+        principal: request.principal,
+        action: request.action,
+        resource: { resource: request.resource, accountId: request.resourceAccount },
+        contextVariables: request.context
+      },
+      identityPolicies: [],
+      serviceControlPolicies: [],
+      resourceControlPolicies: [],
+      resourcePolicy: request.resourcePolicy
+    },
+    {}
+  )
+
+  assert.equal(response.resultType, 'single')
+  assert.deepEqual(response.result.ignoredContextKeys, ['kms:EncryptionContext:SecretARN'])
+  assert.equal(response.overallResult, 'ImplicitlyDenied')
+})
+
+test('with the workaround, an encryption-context condition decides both ways', async () => {
+  assert.equal(await decide(decryptWith({ 'kms:EncryptionContext:SecretARN': secretArn })), 'Allowed')
+  assert.equal(await decide(decryptWith({ 'kms:EncryptionContext:SecretARN': secretArn + 'x' })), 'ImplicitlyDenied')
+  assert.equal(await decide(decryptWith({})), 'ImplicitlyDenied')
+})
+
+test('a context key the action cannot carry is an error, not silently ignored', async () => {
+  await assert.rejects(decide(decryptWith({ 's3:prefix': 'x' })), /context keys not valid/)
+})
