@@ -27,6 +27,11 @@ try:
 except ConfigurationError as error:
     logger.error(f"broker configuration is invalid: {error}", extra={"variable": error.variable})
     raise
+for _variable in config.ignored_variables:
+    logger.warning(
+        f"{_variable} is set but ignored: it applies only under sam local (AWS_SAM_LOCAL=true)",
+        extra={"variable": _variable},
+    )
 
 broker = Broker.from_config(config)
 app = APIGatewayRestResolver()

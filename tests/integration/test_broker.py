@@ -117,7 +117,14 @@ def deploy(
     """Cold-start the broker with the given settings, as the template would set them."""
     stubbers: list[Stubber] = []
 
-    def start(*, refresher: str | None = REFRESHER, allowed: str = CALLER_ROLE) -> DeployedBroker:
+    def start(
+        *,
+        refresher: str | None = REFRESHER,
+        allowed: str = CALLER_ROLE,
+        env: dict[str, str] | None = None,
+    ) -> DeployedBroker:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
         monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
         monkeypatch.setenv("ALLOWED_PRINCIPALS", allowed)
         if refresher:
@@ -603,6 +610,73 @@ def test_missing_secret_id_fails_the_cold_start_with_one_line_naming_it(
     assert len(records) == 1
     assert records[0]["level"] == "ERROR"
     assert "ACCESS_TOKEN_SECRET_ID" in records[0]["message"]
+
+
+# --- sam local -------------------------------------------------------------------------------
+
+SAM_LOCAL = {"AWS_SAM_LOCAL": "true", "LOCAL_CALLER_ARN": CALLER}
+
+
+def test_sam_local_serves_an_event_without_identity_as_the_local_caller(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    # Given the broker in sam local's container, which cannot emulate AWS_IAM
+    broker = deploy(env=SAM_LOCAL)
+    broker.put_token("one", 3600)
+    # When a request without any IAM identity comes in (what `sam local start-api` sends)
+    answer = broker.call(load_event("broker-no-identity.json"))
+    # Then LOCAL_CALLER_ARN stands in for the caller, and the log says why
+    assert answer.status == 200
+    assert answer.body["headers"]["Authorization"] == "Bearer access-one"
+    warnings = [r for r in log_records(broker_log) if r["level"] == "WARNING"]
+    assert any("sam local cannot emulate AWS_IAM" in r["message"] for r in warnings)
+
+
+def test_sam_local_still_checks_the_local_caller_against_allowed_principals(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy(env=SAM_LOCAL, allowed="arn:aws:iam::123456789012:role/ledger")
+    broker.put_token("one", 3600)
+    assert_error(broker.call(load_event("broker-no-identity.json")), 403, "BROKER.0002")
+
+
+def test_sam_local_keeps_the_identity_an_event_carries(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a local caller who is allowed, and an event naming another caller who is not
+    broker = deploy(env=SAM_LOCAL, allowed=CALLER)
+    broker.put_token("one", 3600)
+    event = load_event("broker-auth-headers.json")
+    event["requestContext"]["identity"]["userArn"] = "arn:aws:iam::123456789012:user/ops-alice"
+    # Then the event's identity decides: the local caller is only for events without one
+    assert_error(broker.call(event), 403, "BROKER.0002")
+
+
+@pytest.mark.parametrize("sam_local", [None, "false"])
+def test_without_sam_local_the_local_caller_changes_nothing(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO, sam_local: str | None
+) -> None:
+    # Given LOCAL_CALLER_ARN set where Lambda runs (no AWS_SAM_LOCAL=true)
+    env = {"LOCAL_CALLER_ARN": CALLER} | ({"AWS_SAM_LOCAL": sam_local} if sam_local else {})
+    broker = deploy(env=env)
+    broker.put_token("one", 3600)
+    # When a request without identity comes in / Then it is refused as always, before any read
+    assert_error(broker.call(load_event("broker-no-identity.json")), 403, "BROKER.0002")
+    assert broker.reads == []
+    # And the cold start said once that the setting is ignored
+    ignored = [r for r in log_records(broker_log) if "LOCAL_CALLER_ARN" in r["message"]]
+    assert len(ignored) == 1
+    assert ignored[0]["level"] == "WARNING"
+
+
+def test_sam_local_with_a_malformed_local_caller_fails_the_cold_start(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
+    monkeypatch.setenv("AWS_SAM_LOCAL", "true")
+    monkeypatch.setenv("LOCAL_CALLER_ARN", "payments-api")
+    with pytest.raises(ConfigurationError, match="LOCAL_CALLER_ARN"):
+        load_function("broker")
 
 
 def test_malformed_allowed_principals_fail_the_cold_start(

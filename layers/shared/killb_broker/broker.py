@@ -296,9 +296,12 @@ class Broker:
         self,
         token_source: TokenSource,
         allowed_principals: Sequence[str] = (),
+        *,
+        local_caller_arn: str | None = None,
     ) -> None:
         self.token_source = token_source
         self._allowed_principals = tuple(allowed_principals)
+        self._local_caller_arn = local_caller_arn
         # A warm container sees the same few callers again and again: decide each once.
         self._admits = functools.lru_cache(maxsize=1024)(self._matches_allowed)
 
@@ -323,13 +326,22 @@ class Broker:
             )
             refresher = Refresher(lambda_client, config.refresher_function_name)
         token_source = TokenSource(secrets, config.access_token_secret_id, refresher=refresher)
-        return cls(token_source, config.allowed_principals)
+        return cls(
+            token_source, config.allowed_principals, local_caller_arn=config.local_caller_arn
+        )
 
     def _matches_allowed(self, caller_arn: str) -> bool:
         return any(principal_matches(allowed, caller_arn) for allowed in self._allowed_principals)
 
     def authorize(self, caller_arn: str | None) -> str:
         """The caller's ARN, if API Gateway vouched for one and ALLOWED_PRINCIPALS admits it."""
+        if not caller_arn and self._local_caller_arn:
+            logger.warning(
+                "no IAM caller identity in the event: sam local cannot emulate AWS_IAM, so the "
+                "caller is taken from LOCAL_CALLER_ARN",
+                extra={"caller_arn": self._local_caller_arn},
+            )
+            caller_arn = self._local_caller_arn
         if not caller_arn:
             raise CallerNotAllowed("no IAM caller identity")
         if self._allowed_principals and not self._admits(caller_arn):
