@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test demo bench lint typecheck bandit template checkov pytest lock clean
+.PHONY: test demo local samlocal bench lint typecheck bandit template checkov pytest lock clean
 
 $(BIN)/.installed: requirements/dev.txt layers/shared/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it, or set PYTHON313=/path/to/python3.13)"; exit 1; }
@@ -47,7 +47,12 @@ checkov: $(CHECKOV_VENV)/.installed
 pytest: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
-test: lint typecheck bandit template checkov pytest
+test: lint typecheck bandit template checkov pytest samlocal
+
+# `sam local invoke` / `start-api` of both functions in SAM's Lambda container, checked by
+# tests/samlocal/. Needs root: it runs its own dockerd in a network namespace of its own.
+samlocal: $(BIN)/.installed
+	bash local/samlocal/run.sh
 
 demo: $(BIN)/.installed
 	$(BIN)/python local/demo.py

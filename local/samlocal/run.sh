@@ -17,6 +17,9 @@ cache="${KILLB_SAMLOCAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/killb-samlocal}"
 # on its host side (what `--add-host host.docker.internal:host-gateway` names).
 bridge_cidr="10.213.0.1/24"
 
+# sam build needs a python3.13 on PATH: the virtualenv's.
+export PATH="$root/.venv/bin:$PATH" SAM_CLI_TELEMETRY=0
+
 say() { echo "samlocal: $*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
 
@@ -130,7 +133,6 @@ say "sam build done after $((SECONDS - started)) s"
 status=0
 in_netns env KILLB_SAMLOCAL_TEMPLATE="$run_dir/build/template.yaml" \
   KILLB_SAMLOCAL_BRIDGE_IP="${bridge_cidr%/*}" KILLB_SAMLOCAL_IMAGE="$image" \
-  SAM_CLI_TELEMETRY=0 PATH="$root/.venv/bin:$PATH" \
   "$python" -m pytest -p no:cacheprovider "$root/tests/samlocal" "$@" || status=$?
 say "done after $((SECONDS - started)) s"
 exit "$status"
