@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from killb_broker.aws import secretsmanager_client
 from killb_broker.client import KillBAuthClient
-from killb_broker.config import RefresherConfig
+from killb_broker.config import RefresherConfig, is_sam_local
 from killb_broker.errors import ConfigurationError, StoreError
 from killb_broker.observability import logger, metrics
 from killb_broker.policy import Action, KillB, Outcome, RefreshSettings, keep_fresh
@@ -39,7 +39,11 @@ clock = time.time  # tests replace it to move through the refresh window and the
 def killb_client(api_key: str | None) -> KillB:
     """The KillB client for one run; tests replace it to keep the retries' backoff tiny."""
     return KillBAuthClient(
-        CONFIG.killb_base_url, api_key=api_key, timeout=CONFIG.killb_timeout_seconds
+        CONFIG.killb_base_url,
+        api_key=api_key,
+        timeout=CONFIG.killb_timeout_seconds,
+        # The URL the configuration accepted: under sam local, http://host.docker.internal too.
+        allow_docker_host=is_sam_local(os.environ),
     )
 
 
