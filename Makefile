@@ -17,6 +17,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 $(BIN)/.installed: requirements/dev.txt layers/shared/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it, or set PYTHON313=/path/to/python3.13)"; exit 1; }
+	@echo "Setting up $(VENV) (the pinned tools, SAM CLI included): a few minutes, the first time only"
 	test -x $(BIN)/python3.13 || $(PYTHON313) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
 	touch $@
@@ -56,6 +57,11 @@ samlocal: $(BIN)/.installed
 
 demo: $(BIN)/.installed
 	$(BIN)/python local/demo.py
+
+# The local stack, kept up until Ctrl-C; LOCAL_HOST=<docker0 address> for `sam local` on Linux.
+LOCAL_HOST ?= 127.0.0.1
+local: $(BIN)/.installed
+	$(BIN)/python local/stack.py --host $(LOCAL_HOST)
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
