@@ -60,6 +60,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--broker-port", type=int, default=3001, help="the broker's port (default: %(default)s)"
     )
+    # local/sam-env.json's ports by default, so that its `sam local` commands reach this stack.
+    refresher_env = sam_env_vars()["RefresherFunction"]
+    parser.add_argument(
+        "--secretsmanager-port",
+        type=int,
+        default=port_of(refresher_env["AWS_ENDPOINT_URL_SECRETSMANAGER"]),
+        help="moto server's port (default: %(default)s, as local/sam-env.json says)",
+    )
+    parser.add_argument(
+        "--killb-port",
+        type=int,
+        default=port_of(refresher_env["KILLB_BASE_URL"]),
+        help="the KillB sandbox's port (default: %(default)s, as local/sam-env.json says)",
+    )
     return parser.parse_args(argv)
 
 
@@ -108,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     refresher_env = sam_env_vars()["RefresherFunction"]
-    moto_port = port_of(refresher_env["AWS_ENDPOINT_URL_SECRETSMANAGER"])
-    killb_port = port_of(refresher_env["KILLB_BASE_URL"])
+    moto_port, killb_port = args.secretsmanager_port, args.killb_port
     host = args.host
     moto_url, killb_url = f"http://{host}:{moto_port}", f"http://{host}:{killb_port}"
     os.environ.update(
