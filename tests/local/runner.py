@@ -20,14 +20,14 @@ def tool_environment(**extra: str) -> dict[str, str]:
     return environment
 
 
-def run_tool(*argv: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+def run_tool(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own tools, no shell
         [sys.executable, *argv],
         cwd=ROOT,
         env=tool_environment(**env),
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=60,
         check=False,
     )
 
