@@ -33,7 +33,8 @@ echo "lambda-image: building $image (Debian trixie + awslambdaric, about a minut
 "$python" -m pip install --quiet --disable-pip-version-check --no-compile \
   --target "$work/runtime" --only-binary=:all: --implementation cp --python-version 3.13 \
   --platform "manylinux2014_$platform" --platform "manylinux_2_17_$platform" \
-  --platform "manylinux_2_28_$platform" -r "$here/image-requirements.txt"
+  --platform "manylinux_2_28_$platform" -r "$here/image-requirements.txt" >"$work/pip.log" 2>&1 \
+  || { cat "$work/pip.log" >&2; exit 1; }
 
 # What the official image's bootstrap does: the runtime interface client loads the handler that
 # the emulator names (SAM passes it as AWS_LAMBDA_FUNCTION_HANDLER).

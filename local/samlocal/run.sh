@@ -47,9 +47,10 @@ install_tools() {
     guard=/usr/sbin/policy-rc.d
     printf '#!/bin/sh\nexit 101\n' >"$guard" && chmod 0755 "$guard"
   fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-    ca-certificates iptables >/dev/null
+  # Quiet unless it fails: apt's own chatter (debconf, needrestart) says nothing useful here.
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends "${missing[@]}" ca-certificates iptables; } >"$cache/apt.log" 2>&1 \
+    || { tail -20 "$cache/apt.log" >&2; fail "apt-get install ${missing[*]}"; }
   [ -z "$guard" ] || rm -f "$guard"
 }
 
@@ -85,11 +86,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# One function, so that bash has read the whole script before running any of it.
+main() {
 started=$SECONDS
+mkdir -p "$cache/docker"
 install_tools
 
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/killb-samlocal.XXXXXX")"
-mkdir -p "$cache/docker"
 export DOCKER_HOST="unix://$run_dir/docker.sock"
 
 netns="killb-samlocal-$$"
@@ -114,7 +117,8 @@ stale="$(docker ps -aq)"
 [ -z "$stale" ] || docker rm -f $stale >/dev/null
 say "dockerd up in namespace $netns after $((SECONDS - started)) s"
 
-# Pull the official image where a registry answers; build the stand-in where none does.
+# The official image when it is here already (pulled by hand); otherwise the stand-in, built
+# offline once and rebuilt when its recipe changes (no image registry answers on CI).
 if ! docker image inspect "$image" >/dev/null 2>&1 || docker image inspect --format \
     '{{range .Config.Env}}{{println .}}{{end}}' "$image" | grep -q '^KILLB_STANDIN_INPUTS='; then
   PYTHON="$python" "$root/local/samlocal/lambda-image.sh" "$image"
@@ -130,9 +134,12 @@ sed -E "/Architecture/ s/\barm64\b/$arch/g" "$root/template.yaml" >"$run_dir/tem
   >"$run_dir/sam-build.log" 2>&1) || { tail -20 "$run_dir/sam-build.log" >&2; fail "sam build"; }
 say "sam build done after $((SECONDS - started)) s"
 
-status=0
+local status=0
 in_netns env KILLB_SAMLOCAL_TEMPLATE="$run_dir/build/template.yaml" \
-  KILLB_SAMLOCAL_BRIDGE_IP="${bridge_cidr%/*}" KILLB_SAMLOCAL_IMAGE="$image" \
+  KILLB_SAMLOCAL_BRIDGE_IP="${bridge_cidr%/*}" \
   "$python" -m pytest -p no:cacheprovider "$root/tests/samlocal" "$@" || status=$?
 say "done after $((SECONDS - started)) s"
-exit "$status"
+return "$status"
+}
+
+main "$@"
