@@ -24,6 +24,12 @@ CONTRACT_ENVIRONMENT = {
     },
     "BrokerFunction": {"ACCESS_TOKEN_SECRET_ID", "REFRESHER_FUNCTION_NAME", "ALLOWED_PRINCIPALS"},
 }
+# Declared, empty, only so that `sam local --env-vars` can set them (SAM passes a container only
+# the variables a function declares).
+SAM_LOCAL_ENVIRONMENT = {
+    "RefresherFunction": {"AWS_ENDPOINT_URL_SECRETSMANAGER"},
+    "BrokerFunction": {"AWS_ENDPOINT_URL_SECRETSMANAGER", "LOCAL_CALLER_ARN"},
+}
 POWERTOOLS_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
@@ -63,7 +69,19 @@ def test_function_has_exactly_the_contracts_environment(
 ) -> None:
     variables = resources[function]["Properties"]["Environment"]["Variables"]
 
-    assert set(variables) == CONTRACT_ENVIRONMENT[function] | POWERTOOLS_ENVIRONMENT
+    expected = CONTRACT_ENVIRONMENT[function] | SAM_LOCAL_ENVIRONMENT[function]
+    assert set(variables) == expected | POWERTOOLS_ENVIRONMENT
+
+
+@pytest.mark.parametrize("function", sorted(SAM_LOCAL_ENVIRONMENT))
+def test_the_sam_local_settings_are_empty_in_a_deployed_stack(
+    resources: Resources, function: str
+) -> None:
+    variables = resources[function]["Properties"]["Environment"]["Variables"]
+
+    assert {name: variables[name] for name in SAM_LOCAL_ENVIRONMENT[function]} == dict.fromkeys(
+        SAM_LOCAL_ENVIRONMENT[function], ""
+    )
 
 
 @pytest.mark.parametrize("function", sorted(CONTRACT_ENVIRONMENT))
