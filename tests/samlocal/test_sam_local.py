@@ -17,6 +17,22 @@ import requests
 from killb_broker_client import BrokerAuth
 from tests.samlocal.conftest import REGION, ROOT, LocalAws
 
+# Every file in events/, and the function this module invokes it with.
+INVOKED_EVENTS = {
+    "refresher-scheduled.json": "RefresherFunction",
+    "refresher-force.json": "RefresherFunction",
+    "refresher-rejected.json": "RefresherFunction",
+    "refresher-revoke.json": "RefresherFunction",
+    "broker-auth-headers.json": "BrokerFunction",
+    "broker-auth-headers-min-ttl.json": "BrokerFunction",
+    "broker-health.json": "BrokerFunction",
+    "broker-no-identity.json": "BrokerFunction",
+}
+
+
+def test_every_event_file_is_invoked_here() -> None:
+    assert sorted(path.name for path in (ROOT / "events").glob("*.json")) == sorted(INVOKED_EVENTS)
+
 
 def test_a_scheduled_invoke_on_a_fresh_stack_logs_in(sam_invoke: Any, local_aws: LocalAws) -> None:
     # Given a stack whose session secret holds no session (the fixture's placeholders)
@@ -46,6 +62,30 @@ def test_a_forced_invoke_refreshes(sam_invoke: Any, local_aws: LocalAws) -> None
     run = sam_invoke("RefresherFunction", "refresher-force.json")
 
     assert run.answer.get("action") == "refreshed", run.answer
+    assert local_aws.stored("ACCESS_TOKEN_SECRET_ID")["accessToken"] != before
+
+
+def test_a_rejected_report_for_another_token_is_a_noop(
+    sam_invoke: Any, local_aws: LocalAws
+) -> None:
+    # Given a stored token whose fingerprint is not the one events/refresher-rejected.json names
+    before = local_aws.stored("ACCESS_TOKEN_SECRET_ID")
+
+    run = sam_invoke("RefresherFunction", "refresher-rejected.json")
+
+    # Then somebody already replaced that token: nothing to do
+    assert run.answer.get("action") == "noop", run.answer
+    assert local_aws.stored("ACCESS_TOKEN_SECRET_ID") == before
+
+
+def test_a_revoke_logs_the_session_out_and_logs_in_afresh(
+    sam_invoke: Any, local_aws: LocalAws
+) -> None:
+    before = local_aws.stored("ACCESS_TOKEN_SECRET_ID")["accessToken"]
+
+    run = sam_invoke("RefresherFunction", "refresher-revoke.json")
+
+    assert run.answer.get("action") == "logged_in", run.answer
     assert local_aws.stored("ACCESS_TOKEN_SECRET_ID")["accessToken"] != before
 
 
