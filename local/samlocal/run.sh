@@ -95,6 +95,11 @@ install_tools
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/killb-samlocal.XXXXXX")"
 export DOCKER_HOST="unix://$run_dir/docker.sock"
 
+# Namespaces of earlier runs that were killed before their trap ran (named by their pid).
+local stale_netns
+for stale_netns in $(ip netns list | awk '/^killb-samlocal-[0-9]+/ {print $1}'); do
+  kill -0 "${stale_netns##*-}" 2>/dev/null || ip netns delete "$stale_netns"
+done
 netns="killb-samlocal-$$"
 ip netns add "$netns"
 ip -n "$netns" link set lo up
