@@ -107,6 +107,10 @@ def plain_http_listener() -> Iterator[tuple[int, list[int]]]:
                     continue
                 connections[0] += 1
                 with connection:
+                    # Read the ClientHello first: closing on unread data would send a reset,
+                    # which the client rightly takes for a lost connection, not a TLS failure.
+                    connection.settimeout(2)
+                    connection.recv(65536)
                     connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
         thread = threading.Thread(target=serve, daemon=True)
