@@ -21,6 +21,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from killb_broker.audit import AUDIT_MESSAGE
 from killb_broker.errors import ConfigurationError
 from killb_broker.observability import logger
 from killb_broker.tokens import AccessToken, fingerprint
@@ -541,19 +542,109 @@ def test_health_of_an_absent_secret_is_missing(
 # --- audit and secrecy ------------------------------------------------------------------------
 
 
+AUDIT_KEYS = {
+    "outcome",
+    "caller_arn",
+    "source_ip",
+    "route",
+    "min_ttl",
+    "token_fingerprint",
+    "rejected_fingerprint",
+    "expires_at",
+    "reason",
+}
+
+
+def audits(log: io.StringIO) -> list[dict[str, Any]]:
+    """The audit records, each cut to the keys of the audit's one shape."""
+    records = [r for r in log_records(log) if r["message"] == AUDIT_MESSAGE]
+    assert all(AUDIT_KEYS <= set(r) for r in records), records
+    return [{key: r[key] for key in AUDIT_KEYS} for r in records]
+
+
 def test_each_200_is_audited_once_with_caller_ip_fingerprint_and_expiry(
     deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
 ) -> None:
     broker = deploy()
     broker.put_token("one", 3600)
     answer = broker.call(load_event("broker-auth-headers-min-ttl.json"))
-    audits = [r for r in log_records(broker_log) if r["message"] == "auth headers issued"]
-    assert len(audits) == 1
-    assert audits[0]["caller_arn"] == CALLER
-    assert audits[0]["source_ip"] == "10.0.12.34"
-    assert audits[0]["token_fingerprint"] == fingerprint("access-one")
-    assert audits[0]["expires_at"] == answer.body["expiresAt"]
-    assert audits[0]["min_ttl"] == 900
+    assert audits(broker_log) == [
+        {
+            "outcome": "issued",
+            "caller_arn": CALLER,
+            "source_ip": "10.0.12.34",
+            "route": "GET /v1/auth-headers",
+            "min_ttl": 900,
+            "token_fingerprint": fingerprint("access-one"),
+            "rejected_fingerprint": None,
+            "expires_at": answer.body["expiresAt"],
+            "reason": "issued",
+        }
+    ]
+
+
+def test_a_request_without_identity_is_audited_as_refused(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    broker = deploy(allowed="")
+    broker.call(load_event("broker-no-identity.json"))
+    (record,) = audits(broker_log)
+    assert record["outcome"] == "refused"
+    assert record["caller_arn"] is None
+    assert record["source_ip"] == "10.0.12.34"
+    assert record["min_ttl"] is None
+
+
+def test_a_caller_not_allowed_is_audited_as_refused_by_its_arn(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    broker = deploy(allowed="arn:aws:iam::123456789012:role/ledger")
+    broker.call(load_event("broker-health.json"))
+    (record,) = audits(broker_log)
+    assert (record["outcome"], record["caller_arn"]) == ("refused", CALLER)
+    assert record["route"] == "GET /v1/health"
+
+
+def test_a_request_no_token_can_serve_is_audited_as_unavailable(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    broker = deploy(refresher=None)
+    broker.put_token("old", 60)
+    broker.call(load_event("broker-auth-headers.json"))
+    (record,) = audits(broker_log)
+    assert record["outcome"] == "unavailable"
+    assert (record["caller_arn"], record["min_ttl"]) == (CALLER, 300)
+    assert record["token_fingerprint"] is None
+    assert record["reason"]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        with_query("broker-auth-headers.json", {"minTtl": ["abc"]}),
+        with_route("broker-auth-headers.json", "GET", "/v1/nope"),
+        with_route("broker-auth-headers.json", "POST", "/v1/auth-headers"),
+        {"warmer": True},
+    ],
+    ids=["bad-query", "no-route", "bad-method", "not-rest"],
+)
+def test_a_request_the_api_does_not_accept_is_audited_as_invalid(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO, event: dict[str, Any]
+) -> None:
+    broker = deploy()
+    broker.call(copy.deepcopy(event))
+    (record,) = audits(broker_log)
+    assert record["outcome"] == "invalid"
+    assert record["reason"]
+
+
+def test_a_healthy_health_check_hands_out_nothing_and_is_not_audited(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600)
+    assert broker.call(load_event("broker-health.json")).status == 200
+    assert audits(broker_log) == []
 
 
 def test_log_lines_carry_api_gateways_request_id_as_correlation_id(
@@ -574,7 +665,7 @@ def test_refused_and_failed_requests_are_not_audited_as_issued(
     broker = deploy(refresher=None)
     broker.call(load_event("broker-no-identity.json"))
     broker.call(load_event("broker-auth-headers.json"))  # placeholder secret: 503
-    assert all(r["message"] != "auth headers issued" for r in log_records(broker_log))
+    assert all(r["outcome"] != "issued" for r in audits(broker_log))
 
 
 def test_no_token_or_api_key_reaches_the_logs(
