@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import (
+    BotoCoreError,
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
@@ -335,7 +336,7 @@ def test_a_secret_scheduled_for_deletion_reads_as_not_found(
     [EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError],
 )
 def test_secrets_manager_out_of_reach_is_store_unavailable(
-    client: SecretsManagerClient, store: TokenStore, failure: type[Exception]
+    client: SecretsManagerClient, store: TokenStore, failure: type[BotoCoreError]
 ) -> None:
     # Given a Secrets Manager that cannot be reached
     def fail(**_: Any) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from killb_broker.observability import logger
+from killb_broker.observability import LOGGED_NULL, logger
 
 # The audit record's message; the template's TokensIssued metric filter counts these lines
 # whose outcome is "issued".
@@ -35,17 +35,16 @@ class AuditRecord:
     def log(self, outcome: Outcome, reason: str) -> None:
         """The record, with the outcome and a short reason that holds no secret."""
         log = logger.info if outcome in {Outcome.ISSUED, Outcome.INVALID} else logger.warning
-        log(
-            AUDIT_MESSAGE,
-            extra={
-                "outcome": outcome.value,
-                "caller_arn": self.caller_arn,
-                "source_ip": self.source_ip,
-                "route": self.route,
-                "min_ttl": self.min_ttl,
-                "token_fingerprint": self.token_fingerprint,
-                "rejected_fingerprint": self.rejected_fingerprint,
-                "expires_at": self.expires_at,
-                "reason": reason,
-            },
-        )
+        fields = {
+            "outcome": outcome.value,
+            "caller_arn": self.caller_arn,
+            "source_ip": self.source_ip,
+            "route": self.route,
+            "min_ttl": self.min_ttl,
+            "token_fingerprint": self.token_fingerprint,
+            "rejected_fingerprint": self.rejected_fingerprint,
+            "expires_at": self.expires_at,
+            "reason": reason,
+        }
+        # Every key in every record, null where there is nothing to say.
+        log(AUDIT_MESSAGE, extra={k: LOGGED_NULL if v is None else v for k, v in fields.items()})
