@@ -25,6 +25,8 @@ INVOKED_EVENTS = {
     "refresher-revoke.json": "RefresherFunction",
     "broker-auth-headers.json": "BrokerFunction",
     "broker-auth-headers-min-ttl.json": "BrokerFunction",
+    "broker-auth-headers-rejected.json": "BrokerFunction",
+    "broker-http-api-v2.json": "BrokerFunction",
     "broker-health.json": "BrokerFunction",
     "broker-no-identity.json": "BrokerFunction",
 }
@@ -112,6 +114,26 @@ def test_the_broker_invoked_with_a_min_ttl_hands_out_the_stored_token(
 
     assert run.answer["statusCode"] == 200, run.answer
     assert run.body["headers"]["Authorization"] == f"Bearer {stored['accessToken']}"
+
+
+def test_a_rejected_report_for_another_token_still_gets_the_stored_token(
+    sam_invoke: Any, local_aws: LocalAws
+) -> None:
+    # Given a stored token whose fingerprint is not the one the event reports as rejected
+    stored = local_aws.stored("ACCESS_TOKEN_SECRET_ID")
+
+    run = sam_invoke("BrokerFunction", "broker-auth-headers-rejected.json")
+
+    # Then the report changes nothing: the token in hand is handed out
+    assert run.answer["statusCode"] == 200, run.answer
+    assert run.body["headers"]["Authorization"] == f"Bearer {stored['accessToken']}"
+
+
+def test_an_http_api_v2_event_gets_a_400_in_the_contracts_shape(sam_invoke: Any) -> None:
+    run = sam_invoke("BrokerFunction", "broker-http-api-v2.json")
+
+    assert run.answer["statusCode"] == 400, run.answer
+    assert run.body["errorCode"] == "BROKER.0001"
 
 
 def test_the_broker_health_invoke_says_ok(sam_invoke: Any) -> None:
