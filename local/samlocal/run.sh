@@ -12,7 +12,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 python="${PYTHON:-$root/.venv/bin/python}"
-cache="${KILLB_SAMLOCAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/killb-samlocal}"
+cache="${KILLB_SAMLOCAL_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/killb-samlocal}"
 # The Docker bridge exists only inside the namespace; the containers reach the tests' servers
 # on its host side (what `--add-host host.docker.internal:host-gateway` names).
 bridge_cidr="10.213.0.1/24"
