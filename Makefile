@@ -13,10 +13,11 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test demo bench lint typecheck bandit template checkov pytest iam lock clean
+.PHONY: test demo local samlocal bench lint typecheck bandit template checkov pytest iam lock clean
 
 $(BIN)/.installed: requirements/dev.txt layers/shared/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it, or set PYTHON313=/path/to/python3.13)"; exit 1; }
+	@echo "Setting up $(VENV) (the pinned tools, SAM CLI included): a few minutes, the first time only"
 	test -x $(BIN)/python3.13 || $(PYTHON313) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
 	touch $@
@@ -55,10 +56,20 @@ iam: $(BIN)/.installed
 	$(BIN)/python -m tests.template.iam_questions $(IAM_DIR)/build/questions.json
 	cd $(IAM_DIR) && node --test
 
-test: lint typecheck bandit template checkov pytest iam
+test: lint typecheck bandit template checkov pytest iam samlocal
+
+# `sam local invoke` / `start-api` of both functions in SAM's Lambda container, checked by
+# tests/samlocal/. Needs root: it runs its own dockerd in a network namespace of its own.
+samlocal: $(BIN)/.installed
+	bash local/samlocal/run.sh
 
 demo: $(BIN)/.installed
 	$(BIN)/python local/demo.py
+
+# The local stack, kept up until Ctrl-C; LOCAL_HOST=<docker0 address> for `sam local` on Linux.
+LOCAL_HOST ?= 127.0.0.1
+local: $(BIN)/.installed
+	$(BIN)/python local/stack.py --host $(LOCAL_HOST)
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench

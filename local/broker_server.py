@@ -1,26 +1,36 @@
 """A local stand-in for API Gateway: serves a broker handler over HTTP on a loopback port.
 
 Each HTTP request becomes a REST API proxy event (version 1.0) and the handler's answer is written
-back. For the demo and the tests only: a SigV4 signature is never checked, only noticed.
+back. For the demo, `make local` and the tests: a SigV4 signature is never checked, only noticed.
+Run as `python local/broker_server.py --help` to serve functions/broker/app.py by hand.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
+import signal
 import socket
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from lambda_runtime import LambdaContext
+if __name__ == "__main__":
+    # Run as a script from a clone: the layer's packages are not on the path yet.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "layers" / "shared"))
+
+from lambda_runtime import ACCOUNT_ID, LambdaContext, load_function
 
 from killb_broker.config import is_loopback
+from killb_broker.errors import ConfigurationError
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -259,3 +269,77 @@ def serve_broker(
     API Gateway itself would refuse it, and the broker must refuse it too. Port 0 picks a free one.
     """
     return BrokerServer(handler, host=host, port=port, caller_arn=caller_arn, account_id=account_id)
+
+
+DEFAULT_CALLER_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/local-caller/local"
+BROKER_SETTINGS = "ACCESS_TOKEN_SECRET_ID, REFRESHER_FUNCTION_NAME, ALLOWED_PRINCIPALS"
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python local/broker_server.py",
+        description="Serve the broker (functions/broker/app.py) over HTTP as API Gateway would, "
+        f"until Ctrl-C. Its settings come from the environment, as in Lambda: {BROKER_SETTINGS}, "
+        "and AWS_ENDPOINT_URL_SECRETSMANAGER for a local Secrets Manager. A SigV4-signed "
+        "request (the killb-broker CLI, BrokerAuth) arrives as --caller-arn; an unsigned one "
+        "(plain curl) arrives with no IAM identity and is refused, as behind API Gateway.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="a loopback address (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=3001, help="0 picks a free one (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--caller-arn",
+        default=DEFAULT_CALLER_ARN,
+        help="the IAM caller of signed requests (default: %(default)s)",
+    )
+    parser.add_argument("--account-id", default=ACCOUNT_ID, help="(default: %(default)s)")
+    args = parser.parse_args(argv)
+    if not is_loopback(args.host):
+        parser.error(f"--host {args.host} is not a loopback address: the broker server stays local")
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be from 0 to 65535")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        handler: Handler = load_function("broker").lambda_handler
+    except ConfigurationError as error:
+        print(f"broker_server: the broker's settings are invalid: {error}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        server = serve_broker(
+            handler,
+            host=args.host,
+            port=args.port,
+            caller_arn=args.caller_arn,
+            account_id=args.account_id,
+        )
+    except OSError as error:
+        print(
+            f"broker_server: cannot listen on {args.host}:{args.port}: {error.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    with server:
+        print(
+            f"broker serving on {server.base_url} (signed requests as {args.caller_arn})",
+            flush=True,
+        )
+        stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

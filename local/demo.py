@@ -1,4 +1,5 @@
-"""`make demo`: the whole path on this machine, with no AWS account and no Docker.
+"""`make demo` (`python local/demo.py`): the whole path on this machine, with no AWS account and no
+Docker.
 
 A local Secrets Manager (moto's server) and the local KillB sandbox start on free loopback ports;
 the stack's three secrets are created and the credentials put; the refresher handler runs with
@@ -10,6 +11,7 @@ in the environment, it runs against that KillB instead of the sandbox.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -52,25 +54,25 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
+def wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], name: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise DemoFailed(f"{name} exited with code {process.returncode} before it was ready")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
             return
         time.sleep(0.1)
     raise DemoFailed(f"{name} did not open port {port} within 30 s")
 
 
 @contextlib.contextmanager
-def background(name: str, argv: list[str], port: int) -> Iterator[None]:
+def background(name: str, argv: list[str], port: int, host: str = "127.0.0.1") -> Iterator[None]:
     """A child process that is stopped on the way out, whatever happened."""
     process = subprocess.Popen(  # noqa: S603 - argv is this script's own, no shell
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
     )
     try:
-        wait_for_port(port, process, name)
+        wait_for_port(host, port, process, name)
         yield
     finally:
         process.terminate()
@@ -92,10 +94,16 @@ def quiet_logs() -> None:
     os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 
 
+IMPORT_PATHS = [str(ROOT / "layers" / "shared"), str(ROOT / "local")]
+
+
+def use_local_packages() -> None:
+    """The layer's and local/'s packages, for this process and the servers it starts."""
+    sys.path[:0] = [path for path in IMPORT_PATHS if path not in sys.path]
+    os.environ["PYTHONPATH"] = os.pathsep.join(IMPORT_PATHS)
+
+
 def run(real_killb: dict[str, str] | None) -> None:
-    import_paths = [str(ROOT / "layers" / "shared"), str(ROOT / "local")]
-    sys.path[:0] = import_paths
-    os.environ["PYTHONPATH"] = os.pathsep.join(import_paths)  # for the sandbox's process
     os.environ.update(
         AWS_ACCESS_KEY_ID="demo",
         AWS_SECRET_ACCESS_KEY="demo",  # noqa: S106 - moto accepts any key
@@ -200,10 +208,24 @@ def run_flow(base_url: str, credentials: dict[str, str], *, show_token: bool) ->
 
 
 def real_killb_from_env() -> dict[str, str] | None:
+    """The real KillB the environment names, or None for the local sandbox. Never echoes the
+    URL when refusing it: one with user info (http://me:pw@host) holds a password."""
+    from killb_broker.config import secure_base_url  # noqa: PLC0415 - after the path is set
+
     base_url = os.environ.get("KILLB_BASE_URL", "").strip()
-    if not base_url:
-        return None
     email, password = os.environ.get("KILLB_EMAIL", ""), os.environ.get("KILLB_PASSWORD", "")
+    if not base_url:
+        given = [name for name in ("KILLB_EMAIL", "KILLB_PASSWORD") if os.environ.get(name)]
+        if given:
+            raise DemoFailed(
+                f"{' and '.join(given)} set without KILLB_BASE_URL: set KILLB_BASE_URL to run "
+                "against a real KillB, or unset them to run against the local sandbox"
+            )
+        return None
+    try:
+        base_url = secure_base_url(base_url)
+    except ValueError as problem:
+        raise DemoFailed(f"KILLB_BASE_URL {problem}") from None
     if not email or not password:
         raise DemoFailed("KILLB_BASE_URL is set: KILLB_EMAIL and KILLB_PASSWORD must be too")
     credentials = {"base_url": base_url, "email": email, "password": password}
@@ -216,15 +238,32 @@ def on_signal(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def main() -> int:
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="make demo",
+        description="Run the whole path on this machine: a local Secrets Manager, the local KillB "
+        "sandbox, the refresher's events, the broker over HTTP and the caller client, then stop "
+        "everything. No AWS account, no Docker.",
+        epilog="Against a real KillB instead of the sandbox: set KILLB_BASE_URL (https://), "
+        "KILLB_EMAIL, KILLB_PASSWORD and, if the account has one, KILLB_API_KEY. "
+        "DEMO_LOG_LEVEL=INFO shows the functions' own log lines.",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse_args(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, on_signal)
     started = time.monotonic()
+    use_local_packages()
+    from killb_broker.errors import ConfigurationError  # noqa: PLC0415 - after the path is set
+
     try:
         run(real_killb_from_env())
     except KeyboardInterrupt:
         print("demo interrupted: everything it started is stopped", file=sys.stderr)
         return 130
-    except DemoFailed as failure:
+    except (DemoFailed, ConfigurationError) as failure:
         print(f"demo FAILED: {failure}", file=sys.stderr)
         return 1
     print(f"demo OK in {time.monotonic() - started:.1f} s: everything it started is stopped")

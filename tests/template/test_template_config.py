@@ -24,11 +24,16 @@ CONTRACT_ENVIRONMENT = {
     },
     "BrokerFunction": {"ACCESS_TOKEN_SECRET_ID", "REFRESHER_FUNCTION_NAME", "ALLOWED_PRINCIPALS"},
 }
+# Declared, empty, only so that `sam local --env-vars` can set them (SAM passes a container only
+# the variables a function declares).
+SAM_LOCAL_ENVIRONMENT = {
+    "RefresherFunction": {"AWS_ENDPOINT_URL_SECRETSMANAGER"},
+    "BrokerFunction": {"AWS_ENDPOINT_URL_SECRETSMANAGER", "LOCAL_CALLER_ARN"},
+}
 POWERTOOLS_ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_LOG_LEVEL",
 }
-SAM_LOCAL_ONLY = {"LOCAL_CALLER_ARN", "AWS_ENDPOINT_URL_SECRETSMANAGER", "AWS_ENDPOINT_URL"}
 KILLB_BASE_URLS = {
     "sandbox": "https://teste-94u93qnn.uc.gateway.dev",
     "production": "https://killb.app",
@@ -63,11 +68,18 @@ def test_function_has_the_contracts_environment_and_no_other_setting(
 ) -> None:
     variables = resources[function]["Properties"]["Environment"]["Variables"]
 
-    # Besides, only the names `sam local --env-vars` overrides (the code ignores the caller
-    # override outside sam local; the endpoint is boto3's own setting)
-    assert CONTRACT_ENVIRONMENT[function] | POWERTOOLS_ENVIRONMENT <= set(variables)
-    assert (
-        set(variables) - CONTRACT_ENVIRONMENT[function] - POWERTOOLS_ENVIRONMENT <= SAM_LOCAL_ONLY
+    expected = CONTRACT_ENVIRONMENT[function] | SAM_LOCAL_ENVIRONMENT[function]
+    assert set(variables) == expected | POWERTOOLS_ENVIRONMENT
+
+
+@pytest.mark.parametrize("function", sorted(SAM_LOCAL_ENVIRONMENT))
+def test_the_sam_local_settings_are_empty_in_a_deployed_stack(
+    resources: Resources, function: str
+) -> None:
+    variables = resources[function]["Properties"]["Environment"]["Variables"]
+
+    assert {name: variables[name] for name in SAM_LOCAL_ENVIRONMENT[function]} == dict.fromkeys(
+        SAM_LOCAL_ENVIRONMENT[function], ""
     )
 
 

@@ -102,12 +102,14 @@ class KillBAuthClient:
         deadline: float = 60.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        allow_docker_host: bool = False,
     ) -> None:
         """timeout is both the connect and the read timeout of each attempt. An empty api_key
-        means none; one an HTTP header cannot carry is a ValueError naming the field only."""
+        means none; one an HTTP header cannot carry is a ValueError naming the field only.
+        allow_docker_host: base_url may be http://host.docker.internal:PORT (under sam local)."""
         if api_key and not is_visible_ascii(api_key):
             raise ValueError("apiKey: holds characters an HTTP header cannot carry")
-        self.base_url = secure_base_url(base_url)
+        self.base_url = secure_base_url(base_url, allow_docker_host=allow_docker_host)
         self._api_key = api_key
         self.timeout = timeout
         self.max_retries = max_retries
