@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test demo bench lint typecheck bandit template checkov pytest lock clean
+.PHONY: test demo bench lint typecheck bandit template checkov pytest lock clean ts bench-ts
 
 $(BIN)/.installed: requirements/dev.txt layers/shared/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it, or set PYTHON313=/path/to/python3.13)"; exit 1; }
@@ -47,7 +47,21 @@ checkov: $(CHECKOV_VENV)/.installed
 pytest: $(BIN)/.installed
 	$(BIN)/python -m pytest
 
-test: lint typecheck bandit template checkov pytest
+test: lint typecheck bandit template checkov pytest ts
+
+# The TypeScript client (clients/typescript): install from its lockfile, then build, lint,
+# typecheck, test (against the real broker, started by its test launcher with this venv's Python).
+TS := clients/typescript
+$(TS)/node_modules/.installed: $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+ts: $(BIN)/.installed $(TS)/node_modules/.installed
+	cd $(TS) && npm run --silent build && npm run --silent lint && npm run --silent typecheck
+	cd $(TS) && PYTHON=$(CURDIR)/$(BIN)/python npm test
+
+bench-ts: $(BIN)/.installed $(TS)/node_modules/.installed
+	cd $(TS) && PYTHON=$(CURDIR)/$(BIN)/python npm run --silent bench
 
 demo: $(BIN)/.installed
 	$(BIN)/python local/demo.py
@@ -70,3 +84,4 @@ lock:
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(TS)/node_modules $(TS)/dist $(TS)/build
