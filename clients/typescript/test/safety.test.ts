@@ -112,20 +112,21 @@ describe("against a scripted broker", () => {
     assert.equal(broker.queries.length, 2);
   });
 
-  for (const [what, value] of [
-    ["a CR LF", `Bearer ${TOKEN}\r\nX-Injected: 1`],
-    ["a NUL", `Bearer ${TOKEN}\u0000`],
-    ["a non-ASCII character", `Bearer ${TOKEN}é`],
+  for (const [what, headers] of [
+    ["a CR LF in Authorization", { Authorization: `Bearer ${TOKEN}\r\nX-Injected: 1` }],
+    ["a NUL in Authorization", { Authorization: `Bearer ${TOKEN}\u0000` }],
+    ["a CR LF in x-api-key", { Authorization: `Bearer ${TOKEN}`, "x-api-key": "ak-1\r\nX-Injected: 1" }],
+    ["a non-ASCII x-api-key", { Authorization: `Bearer ${TOKEN}`, "x-api-key": "ak-é" }],
   ] as const) {
-    it(`refuses a broker header holding ${what}, and its error does not show the token`, async () => {
+    it(`refuses broker headers holding ${what}, and its error does not show the token`, async () => {
       broker.scripted.push((_request, response) => {
-        response.writeHead(200, { "Content-Type": "application/json" });
-        response.end(JSON.stringify({ headers: { Authorization: value }, expiresAt: "2026-11-28T02:00:00Z", expiresIn: 3600 }));
+        json(response, 200, { headers, expiresAt: "2026-11-28T02:00:00Z", expiresIn: 3600 });
       });
 
       const error = await rejection(new BrokerAuth({ brokerUrl: broker.url }).headers());
 
       assert.ok(error instanceof BrokerError);
+      assert.match(error.message, /a header a request cannot carry/);
       assert.equal(error.statusCode, 200);
       assert.ok(!everythingShown(error).includes(TOKEN));
     });
