@@ -6,7 +6,7 @@
  * ├── BrokerRequestInvalidError  400 BROKER.0001: minTtl or another parameter the broker rejects
  * ├── BrokerAccessDeniedError    403 BROKER.0002 (or API Gateway's 403): this caller may not have headers
  * ├── BrokerUnavailableError     503 BROKER.0003 or 429, after the retries; retryAfter in seconds
- * └── UnsafeDestinationError     a request the headers must not travel on (plain http to another host)
+ * └── InsecureRequestError       a request the headers must not travel on (plain http to another host)
  */
 
 export interface BrokerErrorDetails {
@@ -70,6 +70,6 @@ export class BrokerUnavailableError extends BrokerError {
 }
 
 /** The KillB headers were not put on a request whose destination could read them in transit. */
-export class UnsafeDestinationError extends BrokerError {
-  override name = "UnsafeDestinationError";
+export class InsecureRequestError extends BrokerError {
+  override name = "InsecureRequestError";
 }

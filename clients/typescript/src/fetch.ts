@@ -9,7 +9,7 @@
  */
 
 import { BrokerAuth, fingerprintOf, type BrokerAuthOptions, type KillBHeaders } from "./auth.js";
-import { UnsafeDestinationError } from "./errors.js";
+import { InsecureRequestError } from "./errors.js";
 import { mayCarryCredentials } from "./signing.js";
 
 export type KillBFetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -37,7 +37,7 @@ export function createKillBFetch(options: KillBFetchOptions): KillBFetch {
   return async function killbFetch(input, init) {
     const request = new Request(input, init);
     if (!mayCarryCredentials(new URL(request.url))) {
-      throw new UnsafeDestinationError(
+      throw new InsecureRequestError(
         "KillB headers go only to https:// or loopback hosts, not to " + new URL(request.url).origin,
       );
     }

@@ -23,7 +23,7 @@ export {
   BrokerError,
   BrokerRequestInvalidError,
   BrokerUnavailableError,
-  UnsafeDestinationError,
+  InsecureRequestError,
   type BrokerErrorDetails,
 } from "./errors.js";
 export { createKillBFetch, type KillBFetch, type KillBFetchOptions } from "./fetch.js";

@@ -9,7 +9,7 @@ import {
   BrokerAuth,
   BrokerError,
   BrokerUnavailableError,
-  UnsafeDestinationError,
+  InsecureRequestError,
   createKillBFetch,
   fingerprint,
 } from "../src/index.js";
@@ -207,7 +207,7 @@ describe("against a scripted broker", () => {
 
     const error = await rejection(killbFetch("http://killb.example.test/api/v2/users"));
 
-    assert.ok(error instanceof UnsafeDestinationError);
+    assert.ok(error instanceof InsecureRequestError);
     assert.equal(broker.queries.length, 0);
   });
 
