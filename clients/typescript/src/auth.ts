@@ -10,6 +10,7 @@
 import { createHash } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
+import { inspect } from "node:util";
 
 import type { components, operations } from "./broker-api.js";
 import {
@@ -98,10 +99,12 @@ export class BrokerAuth {
   private readonly maxRetryAfter: number;
   private readonly fetchImpl: typeof globalThis.fetch;
   private readonly signer: BrokerSigner;
-  private issued: Issued | undefined;
-  private inFlight: Promise<Issued> | undefined;
+  // ES private fields: neither util.inspect nor JSON.stringify shows them, so logging a
+  // BrokerAuth cannot print the token it holds.
+  #issued: Issued | undefined;
+  #inFlight: Promise<Issued> | undefined;
   /** A refused token's fingerprint, to report with the next broker call. */
-  private pendingRejected: string | undefined;
+  #pendingRejected: string | undefined;
 
   constructor(options: BrokerAuthOptions) {
     const minTtl = options.minTtl ?? DEFAULT_MIN_TTL;
@@ -125,7 +128,7 @@ export class BrokerAuth {
   /** Authorization (and x-api-key when the account has one), from cache or the broker. */
   async headers(request?: HeadersRequest): Promise<KillBHeaders> {
     if (request?.rejected !== undefined) this.noteRejected(request.rejected);
-    const issued = this.issued;
+    const issued = this.#issued;
     if (issued !== undefined && performance.now() < issued.useUntil) return { ...issued.headers };
     return { ...(await this.singleFlight()).headers };
   }
@@ -134,41 +137,45 @@ export class BrokerAuth {
     return { brokerUrl: this.brokerUrl, minTtl: this.minTtl, region: this.region };
   }
 
+  [inspect.custom](): string {
+    return `BrokerAuth ${JSON.stringify(this.toJSON())}`;
+  }
+
   private noteRejected(rejected: string): void {
     if (!FINGERPRINT.test(rejected)) {
       throw new TypeError("rejected must be a token fingerprint: 12 lowercase hex digits");
     }
-    const issued = this.issued;
+    const issued = this.#issued;
     // Another fingerprint in hand: that token was already replaced, so the report is moot.
     if (issued !== undefined && issued.fingerprint !== rejected) return;
-    this.issued = undefined;
-    this.pendingRejected = rejected;
+    this.#issued = undefined;
+    this.#pendingRejected = rejected;
   }
 
   private singleFlight(): Promise<Issued> {
-    if (this.inFlight === undefined) {
-      this.inFlight = this.fetchUntilNotRejected().finally(() => {
-        this.inFlight = undefined;
+    if (this.#inFlight === undefined) {
+      this.#inFlight = this.fetchUntilNotRejected().finally(() => {
+        this.#inFlight = undefined;
       });
     }
-    return this.inFlight;
+    return this.#inFlight;
   }
 
   private async fetchUntilNotRejected(): Promise<Issued> {
     // A report that arrives while a call without it is in flight may name the very token that
     // call brings back: then ask once more, with the report.
     for (;;) {
-      const rejected = this.pendingRejected;
+      const rejected = this.#pendingRejected;
       const issued = await this.fetch(rejected);
-      const reportedMeanwhile = this.pendingRejected;
-      this.pendingRejected = undefined;
+      const reportedMeanwhile = this.#pendingRejected;
+      this.#pendingRejected = undefined;
       if (reportedMeanwhile !== undefined && reportedMeanwhile !== rejected) {
         if (issued.fingerprint === reportedMeanwhile) {
-          this.pendingRejected = reportedMeanwhile;
+          this.#pendingRejected = reportedMeanwhile;
           continue;
         }
       }
-      this.issued = issued;
+      this.#issued = issued;
       return issued;
     }
   }

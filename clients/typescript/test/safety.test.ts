@@ -223,6 +223,17 @@ describe("against a scripted broker", () => {
     broker = await ScriptedBroker.start([TOKEN]);
   });
 
+  it("shows no token when the client itself is logged or serialised", async () => {
+    const auth = new BrokerAuth({ brokerUrl: broker.url });
+    await auth.headers();
+
+    const shown = [inspect(auth, { showHidden: true, depth: null }), JSON.stringify(auth)].join("\n");
+
+    assert.ok(!shown.includes(TOKEN));
+    assert.ok(!shown.includes("ak-Scripted-3c9d1e"));
+    assert.match(shown, /minTtl/);
+  });
+
   it("computes the broker's fingerprint: the first 12 hex digits of the token's SHA-256", () => {
     assert.equal(fingerprint("abc"), "ba7816bf8f01");
   });
