@@ -37,10 +37,11 @@ export function withoutRejected(document) {
     return resolved?.name === "rejected" && resolved?.in === "query";
   };
   if (operation?.parameters) {
-    for (const parameter of operation.parameters.filter(isRejected)) {
+    const rejected = operation.parameters.filter(isRejected);
+    operation.parameters = operation.parameters.filter((parameter) => !isRejected(parameter));
+    for (const parameter of rejected) {
       if (parameter.$ref) delete copy.components.parameters[parameter.$ref.split("/").pop()];
     }
-    operation.parameters = operation.parameters.filter((parameter) => !isRejected(parameter));
   }
   return copy;
 }
