@@ -1,25 +1,14 @@
-"""The refresher handler end to end: the files in events/, Secrets Manager in moto, and the local
-KillB sandbox over real HTTP. One test per rule of the contract's "The refresher"."""
+"""The refresher handler end to end, as deployed: the files in events/, settings from the
+environment only, Secrets Manager in moto, the local KillB sandbox over real HTTP, and a fixed
+clock (tests/refresher_harness.py). One test per rule of docs/spec.md, "Refresher"."""
 
 from __future__ import annotations
 
 import json
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
-from moto import mock_aws
 
-from killb_broker.client import KillBAuthClient
 from killb_broker.errors import ConfigurationError
-from killb_broker.observability import logger
-from killb_broker.policy import KillB
 from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
 from killb_sandbox.server import (
     Account,
@@ -27,181 +16,21 @@ from killb_sandbox.server import (
     Drop,
     ErrorResponse,
     Fault,
-    KillBSandbox,
     NotJson,
     RateLimit,
 )
-from tests.support import load_event, load_function
-
-if TYPE_CHECKING:
-    from mypy_boto3_secretsmanager import SecretsManagerClient
-
-SECRET_IDS = {
-    "CREDENTIALS_SECRET_ID": "killb-test/credentials",
-    "SESSION_SECRET_ID": "killb-test/session",
-    "ACCESS_TOKEN_SECRET_ID": "killb-test/access-token",
-}
-CREDENTIALS_ID, SESSION_ID, ACCESS_TOKEN_ID = SECRET_IDS.values()
-KILLB_RETRIES = 2  # so each KillB call makes 3 attempts at most
-KILLB_TIMEOUT = 0.5
-WRONG_PASSWORD = "pw-Wrong-0b9e4d"
-
-
-class Clock:
-    """Real time plus an offset a test moves forward; shared by the handler, client and sandbox."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
-@dataclass
-class Refresher:
-    """The loaded handler with everything around it, and what a test needs to look at."""
-
-    app: ModuleType
-    secrets: SecretsManagerClient
-    sandbox: KillBSandbox
-    clock: Clock
-    context: Any
-    capsys: pytest.CaptureFixture[str]
-    output: list[str] = field(default_factory=list)
-
-    def run(self, event_file: str = "refresher-scheduled.json") -> dict[str, Any]:
-        return self.invoke(load_event(event_file))
-
-    def invoke(self, event: Any) -> dict[str, Any]:
-        try:
-            summary: dict[str, Any] = self.app.lambda_handler(event, self.context)
-        finally:
-            self.output.append(self.capsys.readouterr().out)
-        return summary
-
-    def put_credentials(self, password: str = SANDBOX_PASSWORD, **extra: str) -> str:
-        value = {"email": SANDBOX_EMAIL, "password": password, **extra}
-        put = self.secrets.put_secret_value(SecretId=CREDENTIALS_ID, SecretString=json.dumps(value))
-        return put["VersionId"]
-
-    def secret(self, secret_id: str) -> tuple[str, str]:
-        """The current value and VersionId of a secret."""
-        answer = self.secrets.get_secret_value(SecretId=secret_id)
-        return answer["SecretString"], answer["VersionId"]
-
-    def secret_json(self, secret_id: str) -> Any:
-        return json.loads(self.secret(secret_id)[0])
-
-    def versions(self) -> tuple[str, str]:
-        return self.secret(SESSION_ID)[1], self.secret(ACCESS_TOKEN_ID)[1]
-
-    def metrics(self) -> dict[str, list[float]]:
-        """Every metric the last invocation emitted (EMF lines on stdout), by name."""
-        emitted: dict[str, list[float]] = {}
-        for line in self.output[-1].splitlines():
-            record = json.loads(line)
-            if "_aws" not in record:
-                continue
-            for definition in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                value = record[definition["Name"]]
-                emitted[definition["Name"]] = value if isinstance(value, list) else [value]
-        return emitted
-
-    def logs(self) -> list[dict[str, Any]]:
-        """The log records of the last invocation (JSON lines on stdout)."""
-        records = [json.loads(line) for line in self.output[-1].splitlines()]
-        return [record for record in records if "_aws" not in record]
-
-    def fail_next_put(self, secret_id: str, code: str = "AccessDeniedException") -> None:
-        """Secrets Manager refuses the next PutSecretValue to this secret, once."""
-        pending = [secret_id]
-
-        def refuse(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-            # before-call sees the serialized request: the API parameters are its JSON body.
-            target = json.loads(params["body"])["SecretId"]
-            if target not in pending:
-                return None
-            pending.remove(target)
-            error = {"Error": {"Code": code, "Message": "refused by the test"}}
-            response = AWSResponse("https://test.invalid", 400, {}, None)  # type: ignore[arg-type]
-            return response, {**error, "ResponseMetadata": {"HTTPStatusCode": 400}}
-
-        self.app.STORE._client.meta.events.register_first(
-            "before-call.secrets-manager.PutSecretValue", refuse
-        )
-
-
-class CurrentStdout:
-    """Whatever sys.stdout is at the moment of writing (capsys swaps it per test phase)."""
-
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
-@pytest.fixture(autouse=True)
-def logs_to_capsys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shared Logger keeps the stdout it found at import: send its lines to capsys."""
-    monkeypatch.setattr(logger.registered_handler, "stream", CurrentStdout())
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sandbox(clock: Clock) -> Iterator[KillBSandbox]:
-    with KillBSandbox({SANDBOX_EMAIL: Account(password=SANDBOX_PASSWORD)}, clock=clock) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def refresher(
-    sandbox: KillBSandbox,
-    clock: Clock,
-    monkeypatch: pytest.MonkeyPatch,
-    lambda_context: Any,
-    capsys: pytest.CaptureFixture[str],
-) -> Iterator[Refresher]:
-    """The stack's secrets as the template creates them, credentials put, the handler loaded."""
-    with mock_aws():
-        secrets = boto3.client("secretsmanager")
-        secrets.create_secret(
-            Name=CREDENTIALS_ID, SecretString=json.dumps({"email": "", "password": ""})
-        )
-        secrets.create_secret(Name=SESSION_ID, SecretString="{}")
-        secrets.create_secret(Name=ACCESS_TOKEN_ID, SecretString="{}")
-        for variable, secret_id in SECRET_IDS.items():
-            monkeypatch.setenv(variable, secret_id)
-        monkeypatch.setenv("KILLB_BASE_URL", sandbox.base_url)
-        monkeypatch.setenv("KILLB_TIMEOUT_SECONDS", "1")
-        monkeypatch.setenv("LOGIN_BACKOFF_SECONDS", "900")
-        app = load_function("refresher")
-
-        def small_backoff_client(api_key: str | None) -> KillB:
-            return KillBAuthClient(
-                sandbox.base_url,
-                api_key=api_key,
-                timeout=KILLB_TIMEOUT,
-                max_retries=KILLB_RETRIES,
-                backoff_factor=0.01,
-                max_retry_after=0.05,
-                deadline=10,
-                clock=clock,
-            )
-
-        monkeypatch.setattr(app, "killb_client", small_backoff_client)
-        monkeypatch.setattr(app, "clock", clock)
-        capsys.readouterr()
-        refresher = Refresher(app, secrets, sandbox, clock, lambda_context, capsys)
-        refresher.put_credentials()
-        yield refresher
+from tests.refresher_harness import (
+    ACCESS_TOKEN_ID,
+    CREDENTIALS_ID,
+    KILLB_ATTEMPTS,
+    KILLB_TIMEOUT_SECONDS,
+    SECRET_IDS,
+    SESSION_ID,
+    START,
+    WRONG_PASSWORD,
+    Refresher,
+)
+from tests.support import load_function
 
 
 def test_first_run_logs_in_and_publishes_the_session_and_the_access_token(
@@ -230,11 +59,10 @@ def test_expires_at_is_the_answer_time_plus_expires_in_seconds(refresher: Refres
     refresher.sandbox.set_token_lifetime_ms(1_200_000)
 
     # When the refresher logs in
-    before = int(refresher.clock())
     summary = refresher.run()
 
     # Then expiresAt is 1200 s after KillB answered, in whole seconds
-    assert before + 1200 <= summary["expiresAt"] <= int(refresher.clock()) + 1200
+    assert summary["expiresAt"] == START + 1200
 
 
 def test_first_run_emits_login_and_seconds_left_metrics(refresher: Refresher) -> None:
@@ -244,7 +72,7 @@ def test_first_run_emits_login_and_seconds_left_metrics(refresher: Refresher) ->
     # Then it counts the login and reports the seconds left on the token
     metrics = refresher.metrics()
     assert metrics["Logins"] == [1]
-    assert 3590 <= metrics["AccessTokenSecondsLeft"][0] <= 3600
+    assert metrics["AccessTokenSecondsLeft"] == [3600]
     assert "RefresherFailed" not in metrics
 
 
@@ -261,7 +89,7 @@ def test_run_inside_the_window_makes_no_killb_call_and_no_write(refresher: Refre
     assert refresher.sandbox.count("any") == 1
     assert refresher.versions() == versions
     assert summary["action"] == "noop"
-    assert 2390 <= refresher.metrics()["AccessTokenSecondsLeft"][0] <= 2400
+    assert refresher.metrics()["AccessTokenSecondsLeft"] == [2400]
 
 
 def test_duplicate_invocation_after_a_successful_run_makes_no_killb_call(
@@ -376,20 +204,23 @@ def test_new_credentials_version_ends_the_backoff_at_once(refresher: Refresher) 
 
 
 def test_backoff_ends_after_login_backoff_seconds(refresher: Refresher) -> None:
-    # Given a login backoff for rejected credentials
+    # Given KillB rejected the credentials at START, starting the 900 s login backoff
     refresher.put_credentials(password=WRONG_PASSWORD)
     refresher.run()
 
-    # When LOGIN_BACKOFF_SECONDS (900) have passed
+    # When a run comes one second before the backoff ends, and one at its end
     refresher.clock.advance(899)
-    inside = refresher.run()
+    refresher.run()
+    inside = refresher.metrics()
+    logins_inside = refresher.sandbox.count("login")
     refresher.clock.advance(1)
-    after = refresher.run()
+    refresher.run()
 
-    # Then the run inside made no call, the run after tried a login again
-    assert "login backoff" in inside["reason"]
-    assert "login rejected" in after["reason"]
+    # Then the run inside made no KillB call, the run at the end tried a login again
+    assert logins_inside == 1
+    assert inside["LoginBackoffActive"] == [1]
     assert refresher.sandbox.count("login") == 2
+    assert refresher.metrics()["LoginRejected"] == [1]
 
 
 def test_placeholder_credentials_fail_as_not_configured_without_a_killb_call(
@@ -406,7 +237,7 @@ def test_placeholder_credentials_fail_as_not_configured_without_a_killb_call(
     # Then KillB hears nothing, and the run fails saying so, with a metric and a log line
     assert refresher.sandbox.count("any") == 0
     assert summary == {"action": "failed", "expiresAt": None,
-                       "reason": "credentials not configured"}  # fmt: skip
+                       "reason": "credentials not configured: empty field email"}  # fmt: skip
     assert refresher.metrics()["NotConfigured"] == [1]
     assert any("not configured" in record["message"] for record in refresher.logs())
 
@@ -417,7 +248,7 @@ def test_placeholder_credentials_fail_as_not_configured_without_a_killb_call(
         ErrorResponse(503),
         ErrorResponse(500, error_code=None),
         RateLimit(retry_after=1),
-        Delay(seconds=KILLB_TIMEOUT * 3),
+        Delay(seconds=KILLB_TIMEOUT_SECONDS * 2),
         Drop(),
         NotJson(),
     ],
@@ -434,7 +265,7 @@ def test_killb_unavailable_retries_then_fails_with_the_secrets_unchanged(
     summary = refresher.run()
 
     # Then it tried a few times, gave up, and left both secrets as they were
-    assert refresher.sandbox.count("login") == 1 + KILLB_RETRIES
+    assert refresher.sandbox.count("login") == KILLB_ATTEMPTS
     assert summary["action"] == "failed"
     assert "KillB unavailable" in summary["reason"]
     assert (refresher.secret(SESSION_ID), refresher.secret(ACCESS_TOKEN_ID)) == before
@@ -588,6 +419,7 @@ def test_logs_carry_the_request_id_as_correlation_id(refresher: Refresher) -> No
     assert ids == {refresher.context.aws_request_id}
 
 
+@pytest.mark.usefixtures("logs_to_capsys")
 def test_missing_setting_fails_the_cold_start_naming_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

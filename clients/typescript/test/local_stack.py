@@ -6,8 +6,8 @@ local/broker_server.py as API Gateway would serve it. The broker's invoke of the
 the refresher handler in this process, so a forced refresh really asks the sandbox.
 
 Prints one JSON line on stdout, {"brokerUrl", "killbUrl"}, then answers one JSON line per
-command read from stdin (the `commands` below) and stops when stdin closes. Everything the functions log
-goes to stderr.
+command read from stdin (the `commands` below) and stops when stdin closes. Everything the
+functions log goes to stderr.
 """
 
 from __future__ import annotations
@@ -155,11 +155,21 @@ def main() -> int:
                 "queries": lambda _: {"queries": broker.queries},
                 # Every access token KillB issued, in order.
                 "access-tokens": lambda _: {"tokens": sandbox.issued_access_tokens()},
+                # KillB refuses this access token from now on, as after an early revocation.
+                "revoke": lambda command: revoke(sandbox, command["token"]),
+                # The refresher's runs the broker caused, and KillB's count of one endpoint.
+                "refresher-invokes": lambda _: {"payloads": lambda_client.payloads},
+                "killb-count": lambda command: {"count": sandbox.count(command["endpoint"])},
             }
             for line in sys.stdin:
                 command = json.loads(line)
                 reply(protocol, commands[command["command"]](command))
     return 0
+
+
+def revoke(sandbox: Any, token: str) -> dict[str, Any]:
+    sandbox.revoke(token)
+    return {"revoked": True}
 
 
 def reply(protocol: IO[str], answer: dict[str, Any]) -> None:

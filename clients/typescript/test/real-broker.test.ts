@@ -9,6 +9,7 @@ import {
   BrokerAuth,
   BrokerUnavailableError,
   createKillBFetch,
+  fingerprint,
   getAuthHeaders,
 } from "../src/index.js";
 import { startLocalStack, useFakeAwsCredentials, type LocalStack } from "./support.js";
@@ -69,6 +70,28 @@ describe("with a token in the access-token secret and an allowed caller", () => 
 
     // Then the broker is not asked again
     assert.equal((await authHeadersQueries(stack)).length, before);
+  });
+
+  it("reports a token KillB revoked; the broker forces one refresh and the retried call succeeds", async () => {
+    // Given a service holding the live token, and KillB revoking it early
+    const auth = new BrokerAuth({ brokerUrl: stack.brokerUrl });
+    const killbFetch = createKillBFetch({ auth });
+    const revokedToken = (await auth.headers()).Authorization.replace(/^Bearer /, "");
+    await stack.command("revoke", { token: revokedToken });
+    const refreshesBefore = (await stack.command<{ count: number }>("killb-count", { endpoint: "refresh" })).count;
+
+    // When the service calls KillB
+    const users = await killbFetch(`${stack.killbUrl}/api/v2/users`);
+
+    // Then the call got 200 on its retry, with a new token: the broker heard the report and ran
+    // the refresher once with it, and KillB saw one refresh
+    assert.equal(users.status, 200);
+    assert.equal((await authHeadersQueries(stack)).at(-1)?.["rejected"], fingerprint(revokedToken));
+    const invokes = await stack.command<{ payloads: unknown[] }>("refresher-invokes");
+    assert.deepEqual(invokes.payloads, [{ force: true, rejected: fingerprint(revokedToken) }]);
+    const refreshes = (await stack.command<{ count: number }>("killb-count", { endpoint: "refresh" })).count;
+    assert.equal(refreshes - refreshesBefore, 1);
+    assert.notEqual((await auth.headers()).Authorization, `Bearer ${revokedToken}`);
   });
 });
 

@@ -6,14 +6,22 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as NoConnection
 
-from killb_broker.errors import SecretAccessDenied, SecretNotFound, StoreError
-from killb_broker.tokens import AccessToken, Credentials, LoginBackoff, Session, TokenSet
+from killb_broker.errors import SecretAccessDenied, SecretNotFound, StoreError, StoreUnavailable
+from killb_broker.tokens import (
+    AccessToken,
+    Credentials,
+    LoginBackoff,
+    NotConfigured,
+    Session,
+    TokenSet,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -32,23 +40,76 @@ def request_token(secret_string: str) -> str:
     )
 
 
+# Secrets Manager's answers that mean "try again soon": nothing is wrong with the secret or the
+# role, the service is busy or briefly failing (after botocore's own retries).
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "InternalServiceError",
+        "InternalFailure",
+        "ServiceUnavailable",
+    }
+)
+
+
+def _marked_for_deletion(message: object) -> bool:
+    # AWS says "...because it was marked for deletion"; moto, "...currently marked deleted".
+    text = str(message).lower()
+    return "marked" in text and "delet" in text
+
+
 @contextmanager
 def _secrets_manager(action: str, secret_id: str) -> Iterator[None]:
-    """AWS errors as the store's own, naming the secret; `from None` because botocore's
-    parameter errors may quote the value."""
+    """Every AWS error of a Secrets Manager call as the store's own, naming the secret: the one
+    mapping for the whole layer. Never chained (`from None`): botocore's errors may quote the
+    request, the value included."""
     try:
         yield
     except ClientError as error:
-        code = error.response.get("Error", {}).get("Code", "Unknown")
-        if code == "AccessDeniedException":
-            raise SecretAccessDenied(f"{action}: access denied", secret_id=secret_id) from None
+        details = error.response.get("Error", {})
+        code = details.get("Code", "Unknown")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if code in {"AccessDeniedException", "DecryptionFailure"}:
+            raise SecretAccessDenied(
+                f"{action}: access denied ({code})", secret_id=secret_id
+            ) from None
         if code == "ResourceNotFoundException":
             raise SecretNotFound(
                 f"{action}: no such secret or value", secret_id=secret_id
             ) from None
+        if code == "InvalidRequestException" and _marked_for_deletion(details.get("Message")):
+            raise SecretNotFound(
+                f"{action}: secret scheduled for deletion", secret_id=secret_id
+            ) from None
+        if code in _UNAVAILABLE_CODES or status >= 500:
+            raise StoreUnavailable(
+                f"{action}: Secrets Manager unavailable ({code})", secret_id=secret_id
+            ) from None
         raise StoreError(f"{action} failed ({code})", secret_id=secret_id) from None
+    except (NoConnection, HTTPClientError) as error:
+        # No answer at all: refused or lost connection, a connect or read timeout.
+        raise StoreUnavailable(
+            f"{action}: Secrets Manager unreachable ({type(error).__name__})", secret_id=secret_id
+        ) from None
     except BotoCoreError as error:
         raise StoreError(f"{action} failed ({type(error).__name__})", secret_id=secret_id) from None
+
+
+class SecretReader(Protocol):
+    """The one call a reader of the access-token secret makes (a boto3 client fits)."""
+
+    def get_secret_value(self, *, SecretId: str) -> Mapping[str, Any]: ...  # noqa: N803
+
+
+def read_access_token(client: SecretReader, secret_id: str) -> AccessToken | None:
+    """The access-token secret's token (None for a placeholder or a malformed value): the one
+    reader of that secret, for the broker and the refresher alike."""
+    with _secrets_manager("GetSecretValue", secret_id):
+        answer = client.get_secret_value(SecretId=secret_id)
+    return AccessToken.from_secret_string(answer.get("SecretString"))
 
 
 class TokenStore:
@@ -73,8 +134,8 @@ class TokenStore:
             f"session={self.session_secret_id!r}, access_token={self.access_token_secret_id!r})"
         )
 
-    def read_credentials(self) -> Credentials | None:
-        """The operator's login, or None when the secret holds no non-empty email and password."""
+    def read_credentials(self) -> Credentials | NotConfigured:
+        """The operator's login, or NotConfigured saying what the secret lacks."""
         secret_string, version_id = self._get(self.credentials_secret_id)
         return credentials_from_json(secret_string, version_id)
 
@@ -84,8 +145,7 @@ class TokenStore:
         return session_from_json(secret_string)
 
     def read_access_token(self) -> AccessToken | None:
-        secret_string, _ = self._get(self.access_token_secret_id)
-        return AccessToken.from_secret_string(secret_string)
+        return read_access_token(self._client, self.access_token_secret_id)
 
     def write_session(self, session: Session) -> None:
         self._put(self.session_secret_id, session_to_json(session))
@@ -132,27 +192,61 @@ def _whole(value: object) -> int | None:
     return value if type(value) is int else None
 
 
-def credentials_from_json(secret_string: str | None, version_id: str) -> Credentials | None:
-    value = _json_object(secret_string) or {}
-    email, password = _text(value.get("email")), _text(value.get("password"))
-    if email is None or password is None:
-        return None
+def _visible_ascii(value: str) -> bool:
+    # Characters an HTTP header can carry as they are: 0x21-0x7E, so no space, CR, LF or NUL.
+    return bool(value) and all("!" <= character <= "~" for character in value)
+
+
+def credentials_from_json(
+    secret_string: str | None, version_id: str
+) -> Credentials | NotConfigured:
+    """The operator's login, or what keeps the secret from being one (naming a field, never a
+    value): not JSON, a missing or empty email or password, an apiKey no header can carry."""
+    try:
+        value = json.loads(secret_string or "")
+    except ValueError:
+        return NotConfigured("not JSON")
+    problem = _credentials_problem(value)
+    if problem is not None:
+        return NotConfigured(problem)
     return Credentials(
-        email=email,
-        password=password,
-        api_key=_text(value.get("apiKey")),
+        email=value["email"],
+        password=value["password"],
+        api_key=value.get("apiKey") or None,
         version_id=version_id,
     )
+
+
+def _credentials_problem(value: object) -> str | None:
+    if not isinstance(value, dict):
+        return "not a JSON object"
+    for name in ("email", "password"):
+        if name not in value:
+            return f"missing field {name}"
+        if not isinstance(value[name], str):
+            return f"field {name} is not a string"
+        if not value[name].strip():
+            return f"empty field {name}"
+    # It goes out as the x-api-key header: refused here rather than by the HTTP library.
+    api_key = value.get("apiKey")
+    header_safe = api_key in (None, "") or (isinstance(api_key, str) and _visible_ascii(api_key))
+    return None if header_safe else "field apiKey holds characters a header cannot carry"
 
 
 def session_from_json(secret_string: str | None) -> Session:
     value = _json_object(secret_string)
     if value is None:
         return Session()
-    access_token, refresh_token = _text(value.get("accessToken")), _text(value.get("refreshToken"))
+    access_token, refresh_token = value.get("accessToken"), value.get("refreshToken")
     expires_at = _whole(value.get("expiresAt"))
     tokens = None
-    if access_token and refresh_token and expires_at is not None:
+    if (
+        isinstance(access_token, str)
+        and _visible_ascii(access_token)
+        and isinstance(refresh_token, str)
+        and _visible_ascii(refresh_token)
+        and expires_at is not None
+    ):
         tokens = TokenSet(
             access_token=access_token,
             refresh_token=refresh_token,
@@ -169,7 +263,12 @@ def session_from_json(secret_string: str | None) -> Session:
         )
         if rejected_at is not None and version is not None:
             login_backoff = LoginBackoff(rejected_at=rejected_at, credentials_version=version)
-    return Session(tokens=tokens, login_backoff=login_backoff)
+    return Session(
+        tokens=tokens,
+        login_backoff=login_backoff,
+        credentials_version=_text(value.get("credentialsVersion")),
+        rejected_refresh_at=_whole(value.get("rejectedRefreshAt")),
+    )
 
 
 def session_to_json(session: Session) -> str:
@@ -181,6 +280,10 @@ def session_to_json(session: Session) -> str:
             "expiresAt": session.tokens.expires_at,
             "obtainedAt": session.tokens.obtained_at,
         }
+    if session.credentials_version is not None:
+        value["credentialsVersion"] = session.credentials_version
+    if session.rejected_refresh_at is not None:
+        value["rejectedRefreshAt"] = session.rejected_refresh_at
     if session.login_backoff is not None:
         value["loginBackoff"] = {
             "rejectedAt": session.login_backoff.rejected_at,
