@@ -68,6 +68,18 @@ describe("against a scripted broker", () => {
     assert.equal(broker.queries.length, 2);
   });
 
+  it("waits the broker's Retry-After before asking again", async () => {
+    broker.scripted.push((_request, response) => {
+      json(response, 429, { message: "Too Many Requests" }, { "Retry-After": "1" });
+    });
+
+    await new BrokerAuth({ brokerUrl: broker.url }).headers();
+
+    const [first, second] = broker.server.requests;
+    assert.ok(first && second);
+    assert.ok(second.at - first.at >= 1000, `asked again after ${second.at - first.at} ms`);
+  });
+
   it("gives up at once on a 429 whose Retry-After is longer than it will wait", async () => {
     broker.scripted.push((_request, response) => {
       json(response, 429, { message: "Too Many Requests" }, { "Retry-After": "120" });

@@ -6,6 +6,7 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { performance } from "node:perf_hooks";
 import { dirname, join, resolve } from "node:path";
 import { createInterface, type Interface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -80,6 +81,8 @@ export interface Recorded {
   url: string;
   headers: IncomingMessage["headers"];
   body: string;
+  /** performance.now() when the request arrived. */
+  at: number;
 }
 
 export type Route = (request: Recorded, response: ServerResponse) => void | Promise<void>;
@@ -116,6 +119,7 @@ export class LoopbackServer {
   }
 
   private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const at = performance.now();
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const recorded: Recorded = {
@@ -123,6 +127,7 @@ export class LoopbackServer {
       url: request.url ?? "/",
       headers: request.headers,
       body: Buffer.concat(chunks).toString("utf8"),
+      at,
     };
     this.requests.push(recorded);
     await this.route(recorded, response);
