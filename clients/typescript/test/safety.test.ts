@@ -8,6 +8,7 @@ import { inspect } from "node:util";
 import {
   BrokerAuth,
   BrokerError,
+  BrokerRequestInvalidError,
   BrokerUnavailableError,
   InsecureRequestError,
   createKillBFetch,
@@ -244,6 +245,30 @@ describe("against a scripted broker", () => {
     assert.ok(!shown.includes(TOKEN));
     assert.ok(!shown.includes("ak-Scripted-3c9d1e"));
     assert.match(shown, /minTtl/);
+  });
+
+  it("raises BrokerRequestInvalidError with BROKER.0001 for a 400", async () => {
+    broker.scripted.push((_request, response) => {
+      json(response, 400, { errorCode: "BROKER.0001", message: ["unknown query parameter"], statusCode: "400" });
+    });
+
+    const error = await rejection(new BrokerAuth({ brokerUrl: broker.url }).headers());
+
+    assert.ok(error instanceof BrokerRequestInvalidError);
+    assert.equal(error.errorCode, "BROKER.0001");
+    assert.match(error.message, /unknown query parameter/);
+  });
+
+  it("raises a BrokerError without the provider's message when no AWS credentials can be had", async () => {
+    const credentials = (): Promise<never> => Promise.reject(new Error("profile secret-key-7d1f is broken"));
+    const auth = new BrokerAuth({ brokerUrl: broker.url, credentials });
+
+    const error = await rejection(auth.headers());
+
+    assert.ok(error instanceof BrokerError);
+    assert.match(error.message, /no AWS credentials/);
+    assert.ok(!everythingShown(error).includes("secret-key-7d1f"));
+    assert.equal(broker.queries.length, 0);
   });
 
   it("computes the broker's fingerprint: the first 12 hex digits of the token's SHA-256", () => {
