@@ -25,23 +25,3 @@ export async function typesFor(document) {
 export async function brokerDocument() {
   return parse(await readFile(DOCUMENT, "utf8"));
 }
-
-/** The same document without its `rejected` query parameter, for the drift check's tolerance. */
-export function withoutRejected(document) {
-  const copy = structuredClone(document);
-  const operation = copy.paths?.["/v1/auth-headers"]?.get;
-  const isRejected = (parameter) => {
-    const resolved = parameter?.$ref
-      ? copy.components?.parameters?.[parameter.$ref.split("/").pop()]
-      : parameter;
-    return resolved?.name === "rejected" && resolved?.in === "query";
-  };
-  if (operation?.parameters) {
-    const rejected = operation.parameters.filter(isRejected);
-    operation.parameters = operation.parameters.filter((parameter) => !isRejected(parameter));
-    for (const parameter of rejected) {
-      if (parameter.$ref) delete copy.components.parameters[parameter.$ref.split("/").pop()];
-    }
-  }
-  return copy;
-}

@@ -25,13 +25,8 @@ import { BrokerSigner, brokerBaseUrl, regionOf, type Credentials } from "./signi
 export type AuthHeadersResponse = components["schemas"]["AuthHeaders"];
 /** The broker's error body (KillB's shape). */
 export type BrokerErrorBody = components["schemas"]["Error"];
-/**
- * The query of `GET /v1/auth-headers`. `rejected` (the fingerprint of a token KillB refused) is
- * added here in case the document does not declare it yet; once it does, the two agree.
- */
-export type AuthHeadersQuery = NonNullable<operations["getAuthHeaders"]["parameters"]["query"]> & {
-  rejected?: string;
-};
+/** The query of `GET /v1/auth-headers`: minTtl, and rejected (a refused token's fingerprint). */
+export type AuthHeadersQuery = NonNullable<operations["getAuthHeaders"]["parameters"]["query"]>;
 /** The headers to put on a KillB request: Authorization, and x-api-key when the account has one. */
 export type KillBHeaders = AuthHeadersResponse["headers"] & Record<string, string>;
 

@@ -16,6 +16,12 @@ export interface paths {
          * @description `x-api-key` is there only when the KillB account has an API key. When the token in hand
          *     has less than `minTtl` left, the broker reads the secret again, then asks the refresher
          *     once, before answering 503.
+         *
+         *     `rejected`: when KillB refused (401) a token the broker handed out, send its fingerprint
+         *     with the next request. If the token in hand (read afresh) has that fingerprint, it is
+         *     never handed out again: the broker has the refresher replace it (once, however many
+         *     callers report it at the same time) and answers with another token, or 503 with
+         *     `Retry-After`. A fingerprint of any other token changes nothing.
          */
         get: operations["getAuthHeaders"];
         put?: never;
@@ -35,8 +41,17 @@ export interface paths {
         };
         /**
          * The state of the token in hand, without the token.
-         * @description `ok`: more than 300 s (minTtl's default) left; `refreshing`: less than that but still
-         *     valid; `expired`: no longer valid; `missing`: no token stored yet.
+         * @description The state of the token in hand, measured against minTtl's default (300 s):
+         *
+         *     - `ok`: more than 300 s left; a request with the default minTtl gets it as it is.
+         *     - `refreshing`: valid, but 300 s or less left; a request with the default minTtl makes
+         *       the broker refresh it first (the name says what the next such request does, not that
+         *       a refresh is running now).
+         *     - `expired`: a token is stored, but its expiry has passed; no request gets it.
+         *     - `missing`: no usable token can be read now: none stored yet, a stored value that is
+         *       not a usable token (an expiresAt that is not a whole number or lies more than 24 hours
+         *       ahead, a token or API key a header cannot carry), or Secrets Manager failing.
+         *       `expiresAt` and `expiresIn` are null.
          */
         get: operations["getHealth"];
         put?: never;
@@ -79,7 +94,7 @@ export interface components {
         };
     };
     responses: {
-        /** @description BROKER.0001: minTtl is not a whole number from 0 to 1800, or a query parameter is unknown. */
+        /** @description BROKER.0001: minTtl is not a whole number from 0 to 1800, rejected is not 12 lowercase hex digits, a query parameter is unknown, or the invocation is not an API Gateway REST (v1) proxy event. */
         InvalidRequest: {
             headers: {
                 "Cache-Control": components["headers"]["CacheControl"];
@@ -238,12 +253,23 @@ export interface components {
     parameters: {
         /** @description Whole seconds the token must still be valid for. */
         MinTtl: number;
+        /**
+         * @description The fingerprint of a token KillB refused: the first 12 hex digits (lowercase) of the
+         *     SHA-256 of the access token.
+         * @example 5f2b1c9a7e34
+         */
+        Rejected: string;
     };
     requestBodies: never;
     headers: {
         /** @description Tokens never sit in a cache; neither do errors. */
         CacheControl: "no-store";
-        /** @description Whole seconds to wait before asking again. */
+        /**
+         * @description Whole seconds to wait before asking again: a few seconds after the broker had the
+         *     refresher run (or found it running) or Secrets Manager briefly failing; longer when only
+         *     the schedule or an operator can help (no refresher configured, the secret missing or
+         *     unreadable).
+         */
         RetryAfter: number;
         /** @description The method the route accepts. */
         Allow: string;
@@ -257,6 +283,12 @@ export interface operations {
             query?: {
                 /** @description Whole seconds the token must still be valid for. */
                 minTtl?: components["parameters"]["MinTtl"];
+                /**
+                 * @description The fingerprint of a token KillB refused: the first 12 hex digits (lowercase) of the
+                 *     SHA-256 of the access token.
+                 * @example 5f2b1c9a7e34
+                 */
+                rejected?: components["parameters"]["Rejected"];
             };
             header?: never;
             path?: never;
