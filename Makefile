@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test demo local samlocal bench lint typecheck bandit template checkov pytest iam lock clean
+.PHONY: test demo local samlocal bench bench-ts lint typecheck bandit template checkov pytest iam ts lock clean
 
 $(BIN)/.installed: requirements/dev.txt layers/shared/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it, or set PYTHON313=/path/to/python3.13)"; exit 1; }
@@ -56,12 +56,27 @@ iam: $(BIN)/.installed
 	$(BIN)/python -m tests.template.iam_questions $(IAM_DIR)/build/questions.json
 	cd $(IAM_DIR) && node --test
 
-test: lint typecheck bandit template checkov pytest iam samlocal
+test: lint typecheck bandit template checkov pytest iam ts samlocal
 
 # `sam local invoke` / `start-api` of both functions in SAM's Lambda container, checked by
 # tests/samlocal/. Needs root: it runs its own dockerd in a network namespace of its own.
 samlocal: $(BIN)/.installed
 	bash local/samlocal/run.sh
+
+# The TypeScript client (clients/typescript): install from its lockfile, then build, lint,
+# typecheck (strict tsc over sources, tests and benchmark) and test (against the real broker,
+# started by the tests' launcher with this venv's Python).
+TS := clients/typescript
+$(TS)/node_modules/.installed: $(TS)/package-lock.json
+	cd $(TS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+ts: $(BIN)/.installed $(TS)/node_modules/.installed
+	cd $(TS) && npm run --silent lint
+	cd $(TS) && PYTHON=$(CURDIR)/$(BIN)/python npm test
+
+bench-ts: $(BIN)/.installed $(TS)/node_modules/.installed
+	cd $(TS) && PYTHON=$(CURDIR)/$(BIN)/python npm run --silent bench
 
 demo: $(BIN)/.installed
 	$(BIN)/python local/demo.py
@@ -89,3 +104,4 @@ lock:
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(TS)/node_modules $(TS)/dist $(TS)/build

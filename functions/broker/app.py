@@ -1,5 +1,5 @@
 """The broker's Lambda handler: API Gateway (REST, AWS_IAM) routes into the layer, the wiring of
-its clients, and the one place where errors become the contract's HTTP answers."""
+its clients, and the one place where errors become HTTP answers (docs/spec.md, "Errors")."""
 
 from __future__ import annotations
 
@@ -69,16 +69,15 @@ app = APIGatewayRestResolver()
 
 # Every method of every route: a known path asked with another method is a 405, not a 404.
 ROUTES = {"/v1/auth-headers": "GET", "/v1/health": "GET"}
-# The event keys a REST (v1) proxy event always has, with the type each must be.
-REST_EVENT_KEYS = {"httpMethod": str, "path": str}
-# The optional ones, with the type each must be when present and not null.
-REST_EVENT_OPTIONAL_KEYS = {
-    "requestContext": dict,
-    "headers": dict,
-    "multiValueHeaders": dict,
-    "queryStringParameters": dict,
-    "multiValueQueryStringParameters": dict,
-}
+# The parts of a REST (v1) proxy event that, when present and not null, are JSON objects; its
+# httpMethod and path are always strings.
+REST_EVENT_MAPPINGS = (
+    "requestContext",
+    "headers",
+    "multiValueHeaders",
+    "queryStringParameters",
+    "multiValueQueryStringParameters",
+)
 
 
 @app.get("/v1/auth-headers")
@@ -112,7 +111,7 @@ def no_such_route(_: NotFoundError) -> Response[Any]:
 
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # Powertools leaves it untyped
 def error_response(error: Exception) -> Response[Any]:
-    """Every error, mapped to the contract's status and code; details stay in the log."""
+    """Every error, mapped to its status and error code; details stay in the log."""
     audit: AuditRecord = app.context["audit"]
     match error:
         case InvalidRequest():
@@ -171,14 +170,15 @@ def _error(
 
 def _is_rest_event(event: Any) -> bool:
     """An API Gateway REST (v1) proxy event, as far as the routes read one."""
-    return (
-        isinstance(event, dict)
-        and all(isinstance(event.get(key), kind) for key, kind in REST_EVENT_KEYS.items())
-        and all(
-            event.get(key) is None or isinstance(event[key], kind)
-            for key, kind in REST_EVENT_OPTIONAL_KEYS.items()
-        )
-    )
+    if not isinstance(event, dict):
+        return False
+    if not (isinstance(event.get("httpMethod"), str) and isinstance(event.get("path"), str)):
+        return False
+    for key in REST_EVENT_MAPPINGS:
+        value = event.get(key)
+        if value is not None and not isinstance(value, dict):
+            return False
+    return True
 
 
 def _direct_error(status: HTTPStatus, error_code: str, message: str) -> dict[str, Any]:
@@ -195,9 +195,10 @@ def _direct_error(status: HTTPStatus, error_code: str, message: str) -> dict[str
 
 
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    # Lighter than Powertools' inject_lambda_context and log_metrics on this hot path (make
-    # bench, P1): the correlation id is API Gateway's request id, read directly, and metrics are
-    # flushed only when a request added one (tokens issued are counted from the audit line).
+    # Lighter than Powertools' inject_lambda_context and log_metrics on this hot path
+    # (docs/spec.md, "Benchmarks", P1): the correlation id is API Gateway's request id, read
+    # directly, and metrics are flushed only when a request added one (tokens issued are counted
+    # from the audit line).
     # The event is never logged: it carries the caller's signature.
     if not _is_rest_event(event):
         # An HTTP API (v2) event, a warmer's ping, a console test, `{}`: not a request of the
@@ -219,7 +220,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         response = app.resolve(event, context)
     except Exception:
         # Powertools failed before or after the routes (an event it could not read): the
-        # contract's 500, never a function error.
+        # documented 500, never a function error.
         logger.exception("unexpected error")
         audit.log(Outcome.UNAVAILABLE, "internal error")
         return _direct_error(HTTPStatus.INTERNAL_SERVER_ERROR, "BROKER.0000", "internal error")

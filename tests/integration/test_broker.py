@@ -1,4 +1,5 @@
-"""The broker's contract, row by row, through its Lambda handler and the very files in events/.
+"""The broker API (docs/spec.md, "Broker API"), row by row, through its Lambda handler and the
+very files in events/.
 
 Secrets Manager is moto; the refresher's Lambda invoke is stubbed in boto3 (botocore Stubber on
 the handler's own client), so an invoke nobody expected fails the test.
@@ -10,8 +11,10 @@ import copy
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -32,6 +35,8 @@ from killb_broker.audit import AUDIT_MESSAGE
 from killb_broker.errors import ConfigurationError
 from killb_broker.observability import logger
 from killb_broker.tokens import AccessToken, fingerprint
+from killb_sandbox.server import Delay
+from tests.refresher_harness import Refresher as RefresherHarness
 from tests.refresher_invoke import force_invoke, refresher_answers, refresher_throttled
 from tests.support import load_event, load_function
 
@@ -862,7 +867,7 @@ def test_an_event_that_is_not_a_rest_request_gets_a_400_not_a_function_error(
     # Given an event API Gateway's REST proxy would never send
     broker = deploy()
     broker.put_token("one", 3600)
-    # When the handler is invoked with it / Then it answers in the contract's shape
+    # When the handler is invoked with it / Then it answers in the documented error shape
     answer = broker.call(copy.deepcopy(event))
     assert_error(answer, 400, "BROKER.0001")
     assert answer.headers["Content-Type"] == "application/json"
@@ -1043,3 +1048,107 @@ def test_malformed_allowed_principals_fail_the_cold_start(
     monkeypatch.setenv("ALLOWED_PRINCIPALS", "payments-api")
     with pytest.raises(ConfigurationError, match="ALLOWED_PRINCIPALS"):
         load_function("broker")
+
+
+# --- many callers, one rejected token, the real refresher -------------------------------------
+
+REPORTING_CALLERS = 8
+
+
+class OneAtATimeRefresher:
+    """The refresher function as Lambda runs it with ReservedConcurrentExecutions: 1: the real
+    handler in process (moto, the local KillB); an invoke while a run is under way is throttled."""
+
+    def __init__(self, harness: RefresherHarness) -> None:
+        self._harness = harness
+        self._running = threading.Lock()
+        self.payloads: list[Any] = []
+        self.throttled = 0
+
+    def invoke(
+        self,
+        *,
+        # boto3's keyword names, so that it stands where the Lambda client does.
+        FunctionName: str,  # noqa: N803
+        InvocationType: str,  # noqa: N803
+        Payload: bytes,  # noqa: N803
+    ) -> dict[str, Any]:
+        if not self._running.acquire(blocking=False):
+            self.throttled += 1
+            error: Any = {
+                "Error": {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."},
+                "ResponseMetadata": {"HTTPStatusCode": 429},
+            }
+            raise ClientError(error, "Invoke")
+        try:
+            self.payloads.append(json.loads(Payload))
+            summary = self._harness.app.lambda_handler(json.loads(Payload), self._harness.context)
+        finally:
+            self._running.release()
+        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(summary).encode())}
+
+
+def broker_containers(
+    harness: RefresherHarness, monkeypatch: pytest.MonkeyPatch, count: int
+) -> tuple[list[ModuleType], OneAtATimeRefresher]:
+    """count warm broker containers over the harness's secrets, sharing one refresher."""
+    monkeypatch.setenv("REFRESHER_FUNCTION_NAME", REFRESHER)
+    monkeypatch.setenv("ALLOWED_PRINCIPALS", "")
+    refresher_function = OneAtATimeRefresher(harness)
+    containers = []
+    for _ in range(count):
+        app = load_function("broker")
+        # The one piece Lambda cannot lend a test: its Invoke API, here the handler itself.
+        app.broker.token_source.refresher.client = refresher_function
+        containers.append(app)
+    return containers, refresher_function
+
+
+def test_many_callers_reporting_one_token_at_once_cause_one_refresh(
+    refresher: RefresherHarness, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    # Given a logged-in stack, and broker containers that each handed out its token
+    refresher.run()
+    old = refresher.access_token()
+    containers, refresher_function = broker_containers(refresher, monkeypatch, REPORTING_CALLERS)
+    for app in containers:
+        assert (
+            app.lambda_handler(load_event("broker-auth-headers.json"), lambda_context)["statusCode"]
+            == 200
+        )
+    # And KillB slow to answer the refresh, so that the reports overlap the refresher's run
+    refresher.sandbox.inject("refresh", Delay(seconds=0.5))
+    # When KillB refuses that token and every caller reports it at the same moment
+    refresher.sandbox.revoke(old)
+    start = threading.Barrier(REPORTING_CALLERS)
+    event = rejected_event(fingerprint(old))
+
+    def report(app: ModuleType) -> dict[str, Any]:
+        start.wait()
+        answer: dict[str, Any] = app.lambda_handler(copy.deepcopy(event), lambda_context)
+        return answer
+
+    with ThreadPoolExecutor(REPORTING_CALLERS) as pool:
+        answers = list(pool.map(report, containers))
+    # Then KillB saw one refresh, and no caller got the rejected token back
+    assert refresher.sandbox.count("refresh") == 1
+    new = refresher.access_token()
+    assert new != old
+    for answer in answers:
+        assert answer["statusCode"] in (200, 503), answer
+        if answer["statusCode"] == 200:
+            assert json.loads(answer["body"])["headers"]["Authorization"] == f"Bearer {new}"
+        else:
+            assert answer["headers"]["Retry-After"] == "5"
+    assert any(answer["statusCode"] == 200 for answer in answers)
+    assert refresher_function.payloads
+    assert all(
+        p == {"force": True, "rejected": fingerprint(old)} for p in refresher_function.payloads
+    )
+    # And when the callers that were told to retry do, they get the new token, still no refresh
+    for app, answer in zip(containers, answers, strict=True):
+        if answer["statusCode"] == 503:
+            retried = app.lambda_handler(copy.deepcopy(event), lambda_context)
+            assert json.loads(retried["body"])["headers"]["Authorization"] == f"Bearer {new}"
+    assert refresher.sandbox.count("refresh") == 1
+    assert refresher.sandbox.count("login") == 1

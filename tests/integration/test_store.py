@@ -147,13 +147,13 @@ def test_session_round_trips_tokens_and_backoff(store: TokenStore) -> None:
     assert store.read_session() == session
 
 
-def test_session_json_has_the_contract_fields(
+def test_session_json_has_the_documented_fields(
     client: SecretsManagerClient, store: TokenStore
 ) -> None:
     # Given a session with tokens only
     store.write_session(Session(tokens=TOKENS))
 
-    # When the secret is read raw, Then it holds the contract's fields and no backoff
+    # When the secret is read raw, Then it holds the documented fields and no backoff
     assert json.loads(current(client, SESSION_ID)[0]) == {
         "accessToken": "access-store-1",
         "refreshToken": "refresh-store-1",
@@ -177,7 +177,7 @@ def test_session_without_tokens_holds_only_the_backoff(
 def test_session_written_by_hand_without_obtained_at_is_usable(
     client: SecretsManagerClient, store: TokenStore
 ) -> None:
-    # Given a session holding only the contract's three required fields
+    # Given a session holding only the three required fields
     client.put_secret_value(
         SecretId=SESSION_ID,
         SecretString=json.dumps({"accessToken": "a", "refreshToken": "r", "expiresAt": 5}),
@@ -198,7 +198,7 @@ def test_access_token_round_trips_with_its_api_key(
     # When written and read back
     store.write_access_token(token)
 
-    # Then it is the same token, stored as the contract's JSON
+    # Then it is the same token, stored as the documented JSON
     assert store.read_access_token() == token
     assert json.loads(current(client, ACCESS_TOKEN_ID)[0]) == {
         "accessToken": "access-store-1",
@@ -372,7 +372,7 @@ def test_client_honours_the_endpoint_variables(
     assert secretsmanager_client().meta.endpoint_url == "http://127.0.0.1:4599"
 
 
-def test_boto3s_own_service_variable_wins_over_the_contracts_spelling(
+def test_boto3s_own_service_variable_wins_over_the_other_spelling(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given both spellings of the service endpoint variable

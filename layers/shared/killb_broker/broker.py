@@ -60,6 +60,10 @@ class AuthHeadersQuery:
     rejected: str | None = None  # the fingerprint of a token KillB refused
 
 
+# Most requests carry no query at all.
+_DEFAULT_QUERY = AuthHeadersQuery()
+
+
 def _one_value(query: Mapping[str, Sequence[str]], name: str) -> str | None:
     values = set(query.get(name, ()))
     if len(values) > 1:
@@ -70,6 +74,8 @@ def _one_value(query: Mapping[str, Sequence[str]], name: str) -> str | None:
 def parse_query(query: Mapping[str, Sequence[str]]) -> AuthHeadersQuery:
     """The query (every value of each parameter): minTtl in whole seconds 0..1800 (default 300),
     rejected a fingerprint (12 lowercase hex digits); any other parameter is refused."""
+    if not query:
+        return _DEFAULT_QUERY
     if set(query) - QUERY_PARAMETERS:
         raise InvalidRequest("unknown query parameter: only minTtl and rejected are accepted")
     raw = _one_value(query, "minTtl")

@@ -2,7 +2,7 @@
 
 BrokerError
 ├── ConfigurationError        a setting is missing or malformed; names the variable (cold start)
-├── KillBError                KillB refused or could not answer (status, error_code)
+├── KillBError                KillB refused (e.g. a 422, a redirect) or could not answer
 │   ├── InvalidCredentials    the login was refused (AUTH.0001, or 401 at login)
 │   ├── TokenRejected         the refresh token was refused (401/403, AUTH.0002, AUTH.0003)
 │   └── KillBUnavailable      5xx, timeout, dropped connection, after the retries
