@@ -1,5 +1,5 @@
 """P1: a warm broker request (cached token, the real handler, a moto-backed secret) divided by the
-floor the contract forces: Powertools' resolver answering a constant body plus one audit line."""
+floor every broker must pay: Powertools' resolver answering a constant body plus one audit line."""
 
 from __future__ import annotations
 

@@ -1,8 +1,12 @@
-"""A simulated week (or day) of the whole system on a controlled clock: the refresher on its
-schedule, the broker on a steady request stream, KillB outages and revoked refresh tokens.
+"""A simulated week (or day) of the whole system on a controlled clock: the refresh policy on the
+refresher's schedule, the broker's logic on a steady stream of callers, KillB outages, revoked
+refresh tokens, and access tokens KillB refuses early.
 
-Nothing sleeps on the simulated clock. Secrets Manager is moto in-process, KillB is the local
-sandbox over loopback; the broker's on-demand refresher invoke runs the refresher handler here.
+One clock object is the KillB sandbox's, the KillB client's, the broker's and the `now` of every
+refresher run, so nothing sleeps on simulated time. Secrets Manager is moto in-process, KillB is
+the local sandbox over loopback. A refresher run is what the handler does with an event: the
+settings parsed from the environment, then `keep_fresh` over the token store; the broker's
+on-demand invoke runs it here. See docs/benchmarks.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -14,20 +18,20 @@ import os
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any, TextIO
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TextIO
 
 import boto3
-from lambda_runtime import LambdaContext
 from moto import mock_aws
 
-from killb_broker.broker import Refresher, TokenSource
+from killb_broker.broker import Broker, Refresher, TokenSource
 from killb_broker.client import KillBAuthClient
-from killb_broker.errors import TokenRejected
+from killb_broker.config import RefresherConfig
+from killb_broker.errors import TokenRejected, TokenUnavailable
 from killb_broker.observability import logger
-from killb_broker.policy import KillB
-from killb_broker.tokens import TokenSet
+from killb_broker.policy import Action, KillB, Outcome, RefreshSettings, keep_fresh
+from killb_broker.store import TokenStore
+from killb_broker.tokens import TokenSet, fingerprint
 from killb_sandbox.pytest_plugin import SANDBOX_EMAIL, SANDBOX_PASSWORD
 from killb_sandbox.server import (
     Account,
@@ -40,7 +44,6 @@ from killb_sandbox.server import (
     RateLimit,
     UnexpectedJson,
 )
-from tests.support import load_event, load_function
 
 DAY = 86_400
 START = 1_795_827_600  # 2026-11-28T01:00:00Z: any fixed moment will do
@@ -50,7 +53,9 @@ SECRET_IDS = {
     "ACCESS_TOKEN_SECRET_ID": "killb-sim/access-token",
 }
 REFRESHER_NAME = "killb-sim-refresher"
-CALLER_EVENT = "broker-auth-headers.json"
+CALLER_ARN = "arn:aws:sts::123456789012:assumed-role/payments-api/simulation"
+CALLER_IP = "10.0.0.7"
+SCHEDULED_EVENT: dict[str, Any] = {"source": "aws.events", "detail-type": "Scheduled Event"}
 
 # A real (not simulated) wait stands for "KillB answered after the client gave up": the client's
 # timeout is short so the week stays fast (yet long enough that a busy machine does not fake a
@@ -71,9 +76,19 @@ OUTAGE_FAULTS: tuple[tuple[str, Fault], ...] = (
     ("timeout", SLOW_ANSWER),
 )
 
+# What a caller does when KillB refuses the token the broker gave it: "report" asks the broker
+# again with rejected=<its fingerprint> and retries once with the token it gets; "keep" is the
+# caller without that support, which fails the call and keeps getting the same token until the
+# schedule replaces it.
+Callers = Literal["report", "keep"]
+
+# A rejected report refreshes at most this often (the refresher's bound against a KillB that
+# refuses every new token too).
+REJECTED_REFRESH_SPACING = 60
+
 
 class SimClock:
-    """The simulated wall clock, shared by the sandbox, the KillB client and both handlers."""
+    """The simulated wall clock, shared by the sandbox, the KillB client and the broker."""
 
     def __init__(self, now: float = START) -> None:
         self.now = float(now)
@@ -87,39 +102,57 @@ class Scenario:
     days: float = 7
     seed: int = 7
     schedule_seconds: int = 300  # the refresher's rate
-    request_every: int | None = 30  # one broker request this often; None: no broker traffic
+    request_every: int | None = 30  # one caller request this often; None: no broker traffic
     outage_share: float = 0.05  # of the whole time, KillB is down this much in all
     max_outage_seconds: int = 1500
-    revocations_per_day: float = 0.5  # KillB refuses every refresh token issued before
+    refresh_revocations_per_day: float = 0.5  # KillB refuses every refresh token issued before
+    token_revocations_per_day: float = 3  # KillB refuses the access token in use from then on
     killb_timeout: float = CLIENT_TIMEOUT  # seconds, real: the KillB client's timeouts
+    callers: Callers = "report"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The seeded world of a scenario: the same for every caller behaviour run over it."""
+
+    outages: tuple[tuple[float, float], ...]
+    refresh_revocations: tuple[float, ...]
+    token_revocations: tuple[float, ...]
+    requests: tuple[tuple[float, int], ...]  # (when, minTtl)
 
 
 @dataclass
 class Report:
-    """What the run counted. Served means a 200 whose token KillB accepts for minTtl seconds."""
+    """What the run counted. Served means a 200 whose token KillB accepts and that lasts minTtl."""
 
     scenario: Scenario
     requests: int = 0
     served: int = 0
     requests_up_to_1500: int = 0
     served_up_to_1500: int = 0
+    refused_by_killb: int = 0  # requests whose final token KillB refused
     unserved_statuses: dict[int, int] = field(default_factory=dict)
     unserved: list[str] = field(default_factory=list)  # minTtl, and whether KillB was down
     refresher_runs: int = 0
     forced_runs: int = 0
+    rejected_reports: int = 0
+    rejected_refreshes: int = 0  # refresher runs a report caused that got a new token
+    rejected_too_soon: int = 0
     logins: int = 0
     refreshes: int = 0
     refresh_rejections: int = 0
     killb_requests: int = 0
     secret_writes: int = 0
     secret_reads_by_broker: int = 0
-    revocations: int = 0
+    revocations: int = 0  # of the refresh tokens
+    token_revocations: int = 0  # of the access token in use
     slow_answers_to_refresh: int = 0
     outage_seconds: int = 0
     outages: int = 0
     faults_served: dict[str, int] = field(default_factory=dict)
     secret_always_valid_json: bool = True
     final_token_valid: bool = False
+    issued_fingerprints: set[str] = field(default_factory=set)
 
     @property
     def served_share(self) -> float:
@@ -132,13 +165,17 @@ class Report:
     def lines(self) -> list[str]:
         days = self.scenario.days
         return [
-            f"simulated {days:g} days, seed {self.scenario.seed}: {self.outages} outages, "
-            f"{self.outage_seconds / 60:.0f} min down ({self.outage_seconds / (days * DAY):.1%}), "
-            f"{self.revocations} revocations",
+            f"simulated {days:g} days, seed {self.scenario.seed}, callers that "
+            f"{self.scenario.callers}: {self.outages} outages, {self.outage_seconds / 60:.0f} min "
+            f"down ({self.outage_seconds / (days * DAY):.1%}), {self.revocations} refresh-token "
+            f"revocations, {self.token_revocations} access tokens revoked early",
             f"faults served by KillB: {dict(sorted(self.faults_served.items()))}",
-            f"broker requests: {self.requests}, served for their minTtl: "
-            f"{self.served_share:.4%} (minTtl <= 1500: {self.served_share_up_to_1500:.4%}); "
-            f"not served: {self.unserved_statuses} {self.unserved[:12]}",
+            f"caller requests: {self.requests}, served with a token KillB accepts for their "
+            f"minTtl: {self.served_share:.4%} (minTtl <= 1500: "
+            f"{self.served_share_up_to_1500:.4%}); refused by KillB: {self.refused_by_killb}; "
+            f"not served: {self.unserved_statuses} {self.unserved[:8]}",
+            f"rejected-token reports: {self.rejected_reports}, refreshes they caused: "
+            f"{self.rejected_refreshes}, refused as too soon: {self.rejected_too_soon}",
             f"refresher runs: {self.refresher_runs} scheduled, {self.forced_runs} by the broker",
             f"logins: {self.logins} (1 + {self.refresh_rejections} refused refresh tokens, after "
             f"{self.revocations} revocations and {self.slow_answers_to_refresh} refresh answers "
@@ -182,7 +219,7 @@ class CountingKillB:
 
 
 class InProcessLambda:
-    """A Lambda client whose invoke runs the refresher handler here, as the deployed one would."""
+    """A Lambda client whose invoke runs the refresher here, as the deployed one would."""
 
     def __init__(self, run: Any) -> None:
         self._run = run
@@ -216,81 +253,100 @@ def min_ttl(rng: random.Random) -> int:
     return rng.randint(0, 1800)
 
 
+def plan(scenario: Scenario) -> Plan:
+    """The scenario's world from its seed alone, so two caller behaviours meet the same week."""
+    rng = random.Random(scenario.seed)
+    duration = scenario.days * DAY
+    outages = plan_outages(scenario, rng)
+
+    def moments(per_day: float) -> tuple[float, ...]:
+        return tuple(
+            sorted(START + rng.uniform(0, duration) for _ in range(round(per_day * scenario.days)))
+        )
+
+    refresh_revocations = moments(scenario.refresh_revocations_per_day)
+    token_revocations = moments(scenario.token_revocations_per_day)
+    requests: list[tuple[float, int]] = []
+    if scenario.request_every is not None:
+        at = float(START + 7)
+        while at < START + duration:
+            requests.append((at, min_ttl(rng)))
+            at += scenario.request_every
+    return Plan(tuple(outages), refresh_revocations, token_revocations, tuple(requests))
+
+
 class Simulation:
-    """One stack (moto, sandbox, both handlers) driven through a scenario."""
+    """One stack (moto, sandbox, the refresh policy, the broker) driven through a scenario."""
 
     def __init__(self, scenario: Scenario, sandbox: KillBSandbox, clock: SimClock) -> None:
         self.scenario = scenario
         self.sandbox = sandbox
         self.clock = clock
-        self.rng = random.Random(scenario.seed)
+        self.plan = plan(scenario)
+        # Faults are drawn from their own stream: the plan stays the same whatever the run does.
+        self.rng = random.Random(f"{scenario.seed}-faults")
         self.report = Report(scenario)
-        self.outages = plan_outages(scenario, self.rng)
+        self.outages = list(self.plan.outages)
         self.report.outages = len(self.outages)
         self.report.outage_seconds = round(sum(end - start for start, end in self.outages))
-        self.context = LambdaContext("simulation")
-        self.refresher = self._load_refresher()
-        self.broker = self._load_broker()
+        self.killb_refuses: set[str] = set()
+        self.last_rejected_refresh: float | None = None
+        self.secrets = boto3.client("secretsmanager")
+        self.secrets.meta.events.register(
+            "before-call.secrets-manager.PutSecretValue", self._count_write
+        )
+        self.config = RefresherConfig.from_env({**SECRET_IDS, "KILLB_BASE_URL": sandbox.base_url})
+        self.settings = RefreshSettings(
+            refresh_window=self.config.refresh_window_seconds,
+            login_backoff=self.config.login_backoff_seconds,
+        )
+        self.store = TokenStore(
+            self.secrets,
+            credentials_secret_id=self.config.credentials_secret_id,
+            session_secret_id=self.config.session_secret_id,
+            access_token_secret_id=self.config.access_token_secret_id,
+        )
+        self.broker = Broker(self._token_source())
 
     # Wiring
 
-    def _load_refresher(self) -> ModuleType:
-        os.environ.update(SECRET_IDS)
-        os.environ["KILLB_BASE_URL"] = self.sandbox.base_url
-        app = load_function("refresher")
-        report, clock, base_url = self.report, self.clock, self.sandbox.base_url
-        timeout = self.scenario.killb_timeout
+    def _count_write(self, **_: Any) -> None:
+        self.report.secret_writes += 1
 
-        def killb_client(api_key: str | None) -> KillB:
-            client = KillBAuthClient(
-                base_url,
-                api_key=api_key,
-                timeout=timeout,
-                max_retries=2,
-                backoff_factor=0.001,
-                max_retry_after=0.001,
-                deadline=10,
-                clock=clock,
-            )
-            return CountingKillB(client, report)
+    def _count_read(self, **_: Any) -> None:
+        self.report.secret_reads_by_broker += 1
 
-        setattr(app, "killb_client", killb_client)  # noqa: B010 - the module's documented seam
-        setattr(app, "clock", clock)  # noqa: B010
-
-        def count_write(**_: Any) -> None:
-            report.secret_writes += 1
-
-        app.STORE._client.meta.events.register(
-            "before-call.secrets-manager.PutSecretValue", count_write
+    def _token_source(self) -> TokenSource:
+        """The broker's token source over its own client (the broker may read only that secret)."""
+        secrets = boto3.client("secretsmanager")
+        secrets.meta.events.register("before-call.secrets-manager.GetSecretValue", self._count_read)
+        refresher = Refresher(InProcessLambda(self.run_refresher), REFRESHER_NAME)
+        return TokenSource(
+            secrets, self.config.access_token_secret_id, refresher=refresher, clock=self.clock
         )
-        return app
 
-    def _load_broker(self) -> ModuleType:
-        os.environ["ACCESS_TOKEN_SECRET_ID"] = SECRET_IDS["ACCESS_TOKEN_SECRET_ID"]
-        os.environ["REFRESHER_FUNCTION_NAME"] = REFRESHER_NAME
-        os.environ["ALLOWED_PRINCIPALS"] = ""
-        app = load_function("broker")
-        source = app.broker.token_source
-        app.broker.token_source = TokenSource(
-            source.secrets,
-            SECRET_IDS["ACCESS_TOKEN_SECRET_ID"],
-            refresher=Refresher(InProcessLambda(self.run_refresher), REFRESHER_NAME),
+    def connect(self, api_key: str | None) -> KillB:
+        """The KillB client of one refresher run: the deployed one, with retries kept short."""
+        client = KillBAuthClient(
+            self.config.killb_base_url,
+            api_key=api_key,
+            timeout=self.scenario.killb_timeout,
+            max_retries=2,
+            backoff_factor=0.001,
+            max_retry_after=0.001,
+            deadline=10,
             clock=self.clock,
         )
-
-        def count_read(**_: Any) -> None:
-            self.report.secret_reads_by_broker += 1
-
-        source.secrets.meta.events.register(
-            "before-call.secrets-manager.GetSecretValue", count_read
-        )
-        return app
+        return CountingKillB(client, self.report)
 
     # The world
 
     def in_outage(self) -> bool:
         now = self.clock.now
         return any(start <= now < end for start, end in self.outages)
+
+    def killb_accepts(self, token: str) -> bool:
+        return self.sandbox.is_valid_access_token(token) and token not in self.killb_refuses
 
     def run_refresher(self, event: Any, *, forced_by_broker: bool = False) -> Any:
         """One refresher run; during an outage every KillB request it makes gets a fault."""
@@ -301,7 +357,7 @@ class Simulation:
             for _, fault in faults:
                 self.sandbox.inject("any", fault)
         before = len(self.sandbox.requests)
-        summary = self.refresher.lambda_handler(event, self.context)
+        outcome = self._refresher_outcome(event)
         taken = self.sandbox.requests[before:]
         self.sandbox.clear_faults()
         for (kind, fault), request in zip(faults, taken, strict=False):
@@ -317,68 +373,118 @@ class Simulation:
         else:
             self.report.refresher_runs += 1
         self._check_secret()
-        return summary
+        return outcome.summary()
+
+    def _refresher_outcome(self, event: Any) -> Outcome:
+        """What the refresher's handler does with an event: scheduled, forced, or a report."""
+        force = isinstance(event, dict) and event.get("force") is True
+        rejected = event.get("rejected") if force else None
+        now = self.clock.now
+        if not isinstance(rejected, str):
+            return keep_fresh(
+                self.store, self.connect, now=now, force=force, settings=self.settings
+            )
+        published = self.store.read_access_token()
+        if published is None or published.fingerprint != rejected:
+            expires_at = published.expires_at if published else None
+            return Outcome(Action.NOOP, expires_at, "the rejected token was already replaced")
+        last = self.last_rejected_refresh
+        if last is not None and now - last < REJECTED_REFRESH_SPACING:
+            self.report.rejected_too_soon += 1
+            return Outcome(Action.FAILED, published.expires_at, "rejected token: too soon")
+        self.last_rejected_refresh = now
+        outcome = keep_fresh(self.store, self.connect, now=now, force=True, settings=self.settings)
+        if outcome.action in (Action.REFRESHED, Action.LOGGED_IN):
+            self.report.rejected_refreshes += 1
+        return outcome
 
     def _check_secret(self) -> None:
-        value = self.refresher.STORE.read_access_token()
+        value = self.store.read_access_token()
         if value is None and self.report.logins:
             self.report.secret_always_valid_json = False
 
-    def ask_broker(self) -> None:
-        wanted = min_ttl(self.rng)
-        event = load_event(CALLER_EVENT)
-        event["queryStringParameters"] = {"minTtl": str(wanted)}
-        event["multiValueQueryStringParameters"] = {"minTtl": [str(wanted)]}
-        response = self.broker.lambda_handler(event, self.context)
+    def ask_broker(self, wanted: int, rejected: str | None = None) -> tuple[int, str | None, int]:
+        """(status, token, seconds left) of one GET /v1/auth-headers, as the handler answers."""
+        query = {"minTtl": [str(wanted)]}
+        if rejected is not None:
+            query["rejected"] = [rejected]
+        try:
+            body = self._auth_headers(query)
+        except TokenUnavailable:
+            return 503, None, 0
+        token = str(body["headers"]["Authorization"]).removeprefix("Bearer ")
+        self.report.issued_fingerprints.add(fingerprint(token))
+        return 200, token, int(body["expiresIn"])
+
+    def _auth_headers(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        rejected = query.pop("rejected", [None])[0]
+        if rejected is not None:
+            in_hand = self.broker.token_source.current()
+            if in_hand is not None and in_hand.fingerprint == rejected:
+                self.run_refresher({"force": True, "rejected": rejected}, forced_by_broker=True)
+                # Read again past the broker's cache: the refresher may have written a new token.
+                self.broker.token_source = self._token_source()
+        return self.broker.auth_headers(CALLER_ARN, CALLER_IP, query)
+
+    def serve(self, wanted: int) -> None:
+        """One caller request: headers from the broker, then its KillB call with them."""
+        status, token, left = self.ask_broker(wanted)
+        if (
+            token is not None
+            and not self.killb_accepts(token)
+            and self.scenario.callers == "report"
+        ):
+            self.report.rejected_reports += 1
+            status, token, left = self.ask_broker(wanted, rejected=fingerprint(token))
         self.report.requests += 1
         self.report.requests_up_to_1500 += wanted <= 1500
-        served = False
-        if response["statusCode"] == 200:
-            body = json.loads(response["body"])
-            token = body["headers"]["Authorization"].removeprefix("Bearer ")
-            served = body["expiresIn"] >= wanted and self.sandbox.is_valid_access_token(token)
-        if served:
+        accepted = token is not None and self.killb_accepts(token)
+        if status == 200 and left >= wanted and accepted:
             self.report.served += 1
             self.report.served_up_to_1500 += wanted <= 1500
-        else:
-            status = response["statusCode"]
-            self.report.unserved_statuses[status] = self.report.unserved_statuses.get(status, 0) + 1
-            down = "in an outage" if self.in_outage() else "KillB up"
-            self.report.unserved.append(f"minTtl={wanted} ({down})")
+            return
+        self.report.unserved_statuses[status] = self.report.unserved_statuses.get(status, 0) + 1
+        if status == 200 and not accepted:
+            self.report.refused_by_killb += 1
+        down = "in an outage" if self.in_outage() else "KillB up"
+        self.report.unserved.append(f"minTtl={wanted} ({down})")
 
     def run(self) -> Report:
-        scenario = self.scenario
-        end = START + scenario.days * DAY
-        revocations = sorted(
-            START + self.rng.uniform(0, end - START)
-            for _ in range(round(scenario.revocations_per_day * scenario.days))
-        )
-        next_run, next_request = float(START), float(START + 7)
+        end = START + self.scenario.days * DAY
+        refresh_revocations = list(self.plan.refresh_revocations)
+        token_revocations = list(self.plan.token_revocations)
+        requests = list(self.plan.requests)
+        next_run = float(START)
         while next_run < end:
-            if scenario.request_every is not None and next_request < next_run:
-                self.clock.now = next_request
-                self._revoke_due(revocations)
-                self.ask_broker()
-                next_request += scenario.request_every
+            if requests and requests[0][0] < next_run:
+                at, wanted = requests.pop(0)
+                self._move_to(at, refresh_revocations, token_revocations)
+                self.serve(wanted)
                 continue
-            self.clock.now = next_run
-            self._revoke_due(revocations)
-            self.run_refresher(load_event("refresher-scheduled.json"))
-            next_run += scenario.schedule_seconds
+            self._move_to(next_run, refresh_revocations, token_revocations)
+            self.run_refresher(SCHEDULED_EVENT)
+            next_run += self.scenario.schedule_seconds
         # Whatever the week did, one quiet run later the store holds a token KillB accepts.
         self.outages.clear()
-        self.run_refresher(load_event("refresher-scheduled.json"))
-        token = self.refresher.STORE.read_access_token()
+        self.run_refresher(SCHEDULED_EVENT)
+        token = self.store.read_access_token()
         self.report.final_token_valid = token is not None and self.sandbox.is_valid_access_token(
             token.token
         )
         return self.report
 
-    def _revoke_due(self, revocations: list[float]) -> None:
-        while revocations and revocations[0] <= self.clock.now:
-            revocations.pop(0)
+    def _move_to(self, at: float, refresh: list[float], tokens: list[float]) -> None:
+        self.clock.now = at
+        while refresh and refresh[0] <= at:
+            refresh.pop(0)
             self.sandbox.revoke_refresh_tokens()
             self.report.revocations += 1
+        while tokens and tokens[0] <= at:
+            tokens.pop(0)
+            published = self.store.read_access_token()
+            if published is not None:
+                self.killb_refuses.add(published.token)
+                self.report.token_revocations += 1
 
 
 @contextlib.contextmanager
@@ -426,7 +532,7 @@ def handlers_output_to(log: TextIO | None) -> Iterator[TextIO]:
 
 
 def simulate(scenario: Scenario, log: TextIO | None = None) -> Report:
-    """Run the scenario from an empty stack; the handlers' log lines go to log (default: none)."""
+    """Run the scenario from an empty stack; the log lines go to log (default: none)."""
     clock = SimClock()
     account = {SANDBOX_EMAIL: Account(password=SANDBOX_PASSWORD)}
     with (
@@ -438,14 +544,26 @@ def simulate(scenario: Scenario, log: TextIO | None = None) -> Report:
         return Simulation(scenario, sandbox, clock).run()
 
 
+def compare(scenario: Scenario, log: TextIO | None = None) -> tuple[Report, Report]:
+    """The scenario's week twice, from the same seed: callers that report, callers that keep."""
+    reporting = simulate(replace(scenario, callers="report"), log)
+    keeping = simulate(replace(scenario, callers="keep"), log)
+    return reporting, keeping
+
+
 def main() -> None:
-    report = simulate(Scenario())
-    for line in report.lines():
-        print(line)
+    reporting, keeping = compare(Scenario())
+    for report in (reporting, keeping):
+        for line in report.lines():
+            print(line)
+    ratio = reporting.served_share / keeping.served_share
     print(
-        f"Simulated week: served {report.served_share:.2%} (goal 100%), logins {report.logins} "
-        f"(goal 1), KillB calls {report.refreshes + report.logins}, "
-        f"secret writes/day {report.secret_writes / report.scenario.days:.0f}"
+        f"Simulated week: served with a token KillB accepts: {reporting.served_share:.3%} by "
+        f"callers that report (goal >= 99.9%) vs {keeping.served_share:.3%} by callers that "
+        f"keep it (ratio {ratio:.3f}); {reporting.rejected_reports} reports caused "
+        f"{reporting.rejected_refreshes} refreshes; logins {reporting.logins} vs "
+        f"{keeping.logins}; KillB calls {reporting.refreshes + reporting.logins}, secret "
+        f"writes/day {reporting.secret_writes / reporting.scenario.days:.0f}"
     )
 
 
