@@ -131,6 +131,7 @@ class Report:
     requests_up_to_1500: int = 0
     served_up_to_1500: int = 0
     refused_by_killb: int = 0  # requests whose final token KillB refused
+    unserved_killb_up: int = 0  # requests not served while KillB was answering
     unserved_statuses: dict[int, int] = field(default_factory=dict)
     unserved: list[str] = field(default_factory=list)  # minTtl, and whether KillB was down
     refresher_runs: int = 0
@@ -173,7 +174,8 @@ class Report:
             f"caller requests: {self.requests}, served with a token KillB accepts for their "
             f"minTtl: {self.served_share:.4%} (minTtl <= 1500: "
             f"{self.served_share_up_to_1500:.4%}); refused by KillB: {self.refused_by_killb}; "
-            f"not served: {self.unserved_statuses} {self.unserved[:8]}",
+            f"not served: {self.unserved_statuses}, {self.unserved_killb_up} of them while "
+            f"KillB was up {self.unserved[:6]}",
             f"rejected-token reports: {self.rejected_reports}, refreshes they caused: "
             f"{self.rejected_refreshes}, refused as too soon: {self.rejected_too_soon}",
             f"refresher runs: {self.refresher_runs} scheduled, {self.forced_runs} by the broker",
@@ -447,6 +449,7 @@ class Simulation:
         if status == 200 and not accepted:
             self.report.refused_by_killb += 1
         down = "in an outage" if self.in_outage() else "KillB up"
+        self.report.unserved_killb_up += not self.in_outage()
         self.report.unserved.append(f"minTtl={wanted} ({down})")
 
     def run(self) -> Report:
@@ -556,14 +559,19 @@ def main() -> None:
     for report in (reporting, keeping):
         for line in report.lines():
             print(line)
+    print(
+        f"callers that report vs keep: {reporting.refused_by_killb} vs {keeping.refused_by_killb} "
+        f"requests with a token KillB refused; {reporting.rejected_reports} reports caused "
+        f"{reporting.rejected_refreshes} refreshes ({reporting.rejected_too_soon} refused as too "
+        f"soon); logins {reporting.logins} vs {keeping.logins}; KillB calls "
+        f"{reporting.refreshes + reporting.logins} vs {keeping.refreshes + keeping.logins}; "
+        f"secret writes/day {reporting.secret_writes / reporting.scenario.days:.0f}"
+    )
     ratio = reporting.served_share / keeping.served_share
     print(
-        f"Simulated week: served with a token KillB accepts: {reporting.served_share:.3%} by "
-        f"callers that report (goal >= 99.9%) vs {keeping.served_share:.3%} by callers that "
-        f"keep it (ratio {ratio:.3f}); {reporting.rejected_reports} reports caused "
-        f"{reporting.rejected_refreshes} refreshes; logins {reporting.logins} vs "
-        f"{keeping.logins}; KillB calls {reporting.refreshes + reporting.logins}, secret "
-        f"writes/day {reporting.secret_writes / reporting.scenario.days:.0f}"
+        f"Simulated week, served with a token KillB accepts: {reporting.served_share:.3%} by "
+        f"callers that report (goal >= 99.9%), {keeping.served_share:.3%} by callers that keep "
+        f"it; ratio {ratio:.3f}"
     )
 
 
