@@ -44,6 +44,7 @@ from killb_sandbox.server import (
     RateLimit,
     UnexpectedJson,
 )
+from tests.support import load_event
 
 DAY = 86_400
 START = 1_795_827_600  # 2026-11-28T01:00:00Z: any fixed moment will do
@@ -55,7 +56,7 @@ SECRET_IDS = {
 REFRESHER_NAME = "killb-sim-refresher"
 CALLER_ARN = "arn:aws:sts::123456789012:assumed-role/payments-api/simulation"
 CALLER_IP = "10.0.0.7"
-SCHEDULED_EVENT: dict[str, Any] = {"source": "aws.events", "detail-type": "Scheduled Event"}
+SCHEDULED_EVENT = load_event("refresher-scheduled.json")  # the scheduler's, as sam local gets it
 
 # A real (not simulated) wait stands for "KillB answered after the client gave up": the client's
 # timeout is short so the week stays fast (yet long enough that a busy machine does not fake a
@@ -131,7 +132,8 @@ class Report:
     requests_up_to_1500: int = 0
     served_up_to_1500: int = 0
     refused_by_killb: int = 0  # requests whose final token KillB refused
-    unserved_killb_up: int = 0  # requests not served while KillB was answering
+    requests_killb_up: int = 0  # requests made while KillB was answering
+    unserved_killb_up: int = 0  # of those, the ones not served
     unserved_statuses: dict[int, int] = field(default_factory=dict)
     unserved: list[str] = field(default_factory=list)  # minTtl, and whether KillB was down
     refresher_runs: int = 0
@@ -160,6 +162,12 @@ class Report:
         return _share(self.served, self.requests)
 
     @property
+    def served_share_killb_up(self) -> float:
+        """The share served of the requests made while KillB was answering."""
+        served = self.requests_killb_up - self.unserved_killb_up
+        return _share(served, self.requests_killb_up)
+
+    @property
     def served_share_up_to_1500(self) -> float:
         return _share(self.served_up_to_1500, self.requests_up_to_1500)
 
@@ -173,7 +181,8 @@ class Report:
             f"faults served by KillB: {dict(sorted(self.faults_served.items()))}",
             f"caller requests: {self.requests}, served with a token KillB accepts for their "
             f"minTtl: {self.served_share:.4%} (minTtl <= 1500: "
-            f"{self.served_share_up_to_1500:.4%}); refused by KillB: {self.refused_by_killb}; "
+            f"{self.served_share_up_to_1500:.4%}; while KillB was up: "
+            f"{self.served_share_killb_up:.4%}); refused by KillB: {self.refused_by_killb}; "
             f"not served: {self.unserved_statuses}, {self.unserved_killb_up} of them while "
             f"KillB was up {self.unserved[:6]}",
             f"rejected-token reports: {self.rejected_reports}, refreshes they caused: "
@@ -440,6 +449,7 @@ class Simulation:
             status, token, left = self.ask_broker(wanted, rejected=fingerprint(token))
         self.report.requests += 1
         self.report.requests_up_to_1500 += wanted <= 1500
+        self.report.requests_killb_up += not self.in_outage()
         accepted = token is not None and self.killb_accepts(token)
         if status == 200 and left >= wanted and accepted:
             self.report.served += 1
