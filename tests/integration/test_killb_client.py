@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
@@ -36,6 +39,20 @@ MAX_RETRIES = 3
 FIXED_NOW = 1_800_000_000.75
 
 
+class RecordedSleep:
+    """A sleep that records each pause asked for and returns at once."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+
+
+def format_datetime_gmt(unix_time: float) -> str:
+    return format_datetime(datetime.fromtimestamp(unix_time, UTC), usegmt=True)
+
+
 class ManualClock:
     """A clock the test moves by hand."""
 
@@ -52,7 +69,6 @@ def fast_client(base_url: str, **settings: Any) -> KillBAuthClient:
         "timeout": 0.5,
         "max_retries": MAX_RETRIES,
         "backoff_factor": 0.01,
-        "max_retry_after": 0.05,
         "deadline": 5.0,
     }
     return KillBAuthClient(base_url, **(options | settings))
@@ -299,31 +315,30 @@ def test_a_5xx_at_refresh_is_killb_unavailable_not_a_rejection(
         client.refresh(tokens.refresh_token)
 
 
-def test_retry_after_is_honoured_before_the_next_attempt(killb_sandbox: KillBSandbox) -> None:
-    # Given KillB asks to wait (Retry-After: 1, capped at 0.2 s) and the first retry has no backoff
-    killb_sandbox.inject("login", RateLimit(retry_after=1))
-    with fast_client(killb_sandbox.base_url, backoff_factor=0, max_retry_after=0.2) as client:
-        login(client)
+def test_a_retry_after_longer_than_the_call_can_wait_ends_it_at_once(
+    killb_sandbox: KillBSandbox,
+) -> None:
+    # Given KillB asks to wait an hour, far past what the call can still wait
+    killb_sandbox.inject("login", RateLimit(retry_after=3600), times=MAX_RETRIES + 1)
+    with fast_client(killb_sandbox.base_url, deadline=60.0) as client:
+        # When the client logs in
+        started = time.monotonic()
+        with pytest.raises(RateLimited) as limited:
+            login(client)
+        elapsed = time.monotonic() - started
 
-    # Then the second attempt came no sooner than the capped wait
-    first, second = killb_sandbox.requests
-    assert second.at - first.at >= 0.2
-
-
-def test_retry_after_is_capped(killb_sandbox: KillBSandbox) -> None:
-    # Given KillB asks to wait 30 s, more than the 1 s deadline, and the cap is 0.05 s
-    killb_sandbox.inject("login", RateLimit(retry_after=30))
-    with fast_client(killb_sandbox.base_url, max_retry_after=0.05, deadline=1.0) as client:
-        # When the client logs in, then it waits the cap only, and gets its token
-        login(client)
-
-    assert killb_sandbox.count("login") == 2
+    # Then it gives up at once, after that one request, saying it was rate-limited and for how long
+    assert killb_sandbox.count("login") == 1
+    assert elapsed < 1.0
+    assert limited.value.retry_after == 3600
+    assert "rate-limited" in str(limited.value)
 
 
 def test_a_retry_after_past_the_deadline_gives_up_at_once(killb_sandbox: KillBSandbox) -> None:
+    # Given a Retry-After of 30 s and a call that may last 1 s
     killb_sandbox.inject("login", RateLimit(retry_after=30), times=MAX_RETRIES + 1)
     with (
-        fast_client(killb_sandbox.base_url, max_retry_after=30, deadline=1.0) as client,
+        fast_client(killb_sandbox.base_url, deadline=1.0) as client,
         pytest.raises(RateLimited),
     ):
         login(client)
@@ -331,18 +346,93 @@ def test_a_retry_after_past_the_deadline_gives_up_at_once(killb_sandbox: KillBSa
     assert killb_sandbox.count("login") == 1
 
 
-@pytest.mark.parametrize("retry_after", [7, None], ids=["retry-after", "no-retry-after"])
+def test_no_retry_starts_before_retry_after_has_passed(killb_sandbox: KillBSandbox) -> None:
+    # Given KillB asks to wait 2 s, and the backoff alone would not wait at all
+    killb_sandbox.inject("login", RateLimit(retry_after=2))
+    with fast_client(killb_sandbox.base_url, backoff_factor=0) as client:
+        # When the client logs in
+        login(client)
+
+    # Then the second request reached KillB no sooner than 2 s after the first
+    first, second = killb_sandbox.requests
+    assert second.at - first.at >= 2.0
+
+
+def test_a_retry_after_given_as_an_http_date_is_waited_out(killb_sandbox: KillBSandbox) -> None:
+    # Given KillB asks to wait until a moment 30 s from the client's now, as an HTTP-date
+    now = 1_800_000_000.0
+    killb_sandbox.inject("login", RateLimit(retry_after=format_datetime_gmt(now + 30)))
+    sleep = RecordedSleep()
+    with fast_client(
+        killb_sandbox.base_url, clock=ManualClock(now), sleep=sleep, deadline=60.0
+    ) as client:
+        # When the client logs in
+        login(client)
+
+    # Then it paused exactly until that moment before asking again
+    assert sleep.pauses == [30.0]
+    assert killb_sandbox.count("login") == 2
+
+
+def test_an_unreadable_retry_after_falls_back_to_the_backoff(killb_sandbox: KillBSandbox) -> None:
+    killb_sandbox.inject("login", RateLimit(retry_after="in a while"))
+    sleep = RecordedSleep()
+    with fast_client(killb_sandbox.base_url, backoff_factor=0.01, sleep=sleep) as client:
+        login(client)
+
+    (pause,) = sleep.pauses
+    assert 0.01 <= pause <= 0.02
+
+
+def test_the_backoff_grows_exponentially_with_jitter(killb_sandbox: KillBSandbox) -> None:
+    # Given KillB failing every attempt, a backoff factor of 1 s, and a sleep that only records
+    killb_sandbox.inject("login", ErrorResponse(503), times=MAX_RETRIES + 1)
+    sleep = RecordedSleep()
+    with (
+        fast_client(killb_sandbox.base_url, backoff_factor=1.0, sleep=sleep, deadline=60) as client,
+        pytest.raises(KillBUnavailable),
+    ):
+        login(client)
+
+    # Then the n-th pause is 2^(n-1) s plus up to 1 s of jitter
+    assert len(sleep.pauses) == MAX_RETRIES
+    for n, pause in enumerate(sleep.pauses, start=1):
+        assert 2 ** (n - 1) <= pause <= 2 ** (n - 1) + 1.0
+    assert len(set(sleep.pauses)) == MAX_RETRIES
+
+
+def test_a_backoff_that_would_pass_the_deadline_ends_the_call_now(
+    killb_sandbox: KillBSandbox,
+) -> None:
+    killb_sandbox.inject("login", ErrorResponse(503), times=MAX_RETRIES + 1)
+    sleep = RecordedSleep()
+    with (
+        fast_client(killb_sandbox.base_url, backoff_factor=10.0, sleep=sleep, deadline=5) as client,
+        pytest.raises(KillBUnavailable),
+    ):
+        login(client)
+
+    assert sleep.pauses == []
+    assert killb_sandbox.count("login") == 1
+
+
+@pytest.mark.parametrize("retry_after", [1, None], ids=["retry-after", "no-retry-after"])
 def test_a_429_after_every_retry_is_rate_limited_with_killbs_retry_after(
-    killb_sandbox: KillBSandbox, client: KillBAuthClient, retry_after: int | None
+    killb_sandbox: KillBSandbox, retry_after: int | None
 ) -> None:
     killb_sandbox.inject("login", RateLimit(retry_after=retry_after), times=MAX_RETRIES + 1)
-
-    with pytest.raises(RateLimited) as limited:
+    sleep = RecordedSleep()
+    with (
+        fast_client(killb_sandbox.base_url, sleep=sleep) as client,
+        pytest.raises(RateLimited) as limited,
+    ):
         login(client)
 
     assert limited.value.status == 429
     assert limited.value.retry_after == retry_after
     assert killb_sandbox.count("login") == MAX_RETRIES + 1
+    if retry_after is not None:
+        assert sleep.pauses == [retry_after] * MAX_RETRIES
 
 
 def test_a_slow_answer_is_retried_after_the_read_timeout(killb_sandbox: KillBSandbox) -> None:

@@ -9,11 +9,18 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeIs
 
 
 def fingerprint(token: str) -> str:
     """The first 12 hex digits of the token's SHA-256: tells tokens apart in logs, safely."""
     return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def is_visible_ascii(value: object) -> TypeIs[str]:
+    """True for a non-empty str of visible ASCII only (0x21-0x7E): what a header value or a
+    token may be. A space, CR, LF, NUL, a non-ASCII letter or a padded end all fail it."""
+    return isinstance(value, str) and value != "" and all("!" <= c <= "~" for c in value)
 
 
 class TokenState(StrEnum):
@@ -100,6 +107,13 @@ class Credentials:
 
 
 @dataclass(frozen=True, slots=True)
+class NotConfigured:
+    """The credentials secret holds no usable login; problem says what is wrong, never a value."""
+
+    problem: str  # e.g. "not JSON", "missing field password", "empty field email"
+
+
+@dataclass(frozen=True, slots=True)
 class LoginBackoff:
     """KillB refused these credentials at this time: no new login until the backoff ends."""
 
@@ -116,7 +130,14 @@ class LoginBackoff:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """The session secret: the latest token set (if any) and the login backoff (if any)."""
+    """The session secret: the latest token set (if any) and the login backoff (if any).
+
+    credentials_version is the credentials secret's version the tokens were logged in with (a
+    login with another version logs this session out); rejected_refresh_at is when a report of a
+    rejected token last forced a refresh (at most one such refresh a minute).
+    """
 
     tokens: TokenSet | None = None
     login_backoff: LoginBackoff | None = None
+    credentials_version: str | None = None
+    rejected_refresh_at: int | None = None
