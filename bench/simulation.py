@@ -29,7 +29,7 @@ from killb_broker.client import KillBAuthClient
 from killb_broker.config import RefresherConfig
 from killb_broker.errors import TokenRejected, TokenUnavailable
 from killb_broker.observability import logger
-from killb_broker.policy import Action, KillB, Outcome, RefreshSettings, keep_fresh
+from killb_broker.policy import Event, KillB, RefreshSettings, run
 from killb_broker.store import TokenStore
 from killb_broker.tokens import TokenSet, fingerprint
 from killb_sandbox.pytest_plugin import SANDBOX_EMAIL, SANDBOX_PASSWORD
@@ -82,10 +82,6 @@ OUTAGE_FAULTS: tuple[tuple[str, Fault], ...] = (
 # caller without that support, which fails the call and keeps getting the same token until the
 # schedule replaces it.
 Callers = Literal["report", "keep"]
-
-# A rejected report refreshes at most this often (the refresher's bound against a KillB that
-# refuses every new token too).
-REJECTED_REFRESH_SPACING = 60
 
 
 class SimClock:
@@ -199,6 +195,10 @@ class Report:
         ]
 
 
+def _no_wait(seconds: float) -> None:
+    """A retry's wait: nothing sleeps on the simulated clock."""
+
+
 def _share(part: int, whole: int) -> float:
     """part / whole; no requests at all counts as all served."""
     return part / whole if whole else 1.0
@@ -224,6 +224,9 @@ class CountingKillB:
             raise
         self._report.refreshes += 1
         return tokens
+
+    def logout(self, access_token: str) -> None:
+        self._client.logout(access_token)
 
     def close(self) -> None:
         self._client.close()
@@ -300,8 +303,6 @@ class Simulation:
         self.outages = list(self.plan.outages)
         self.report.outages = len(self.outages)
         self.report.outage_seconds = round(sum(end - start for start, end in self.outages))
-        self.killb_refuses: set[str] = set()
-        self.last_rejected_refresh: float | None = None
         self.secrets = boto3.client("secretsmanager")
         self.secrets.meta.events.register(
             "before-call.secrets-manager.PutSecretValue", self._count_write
@@ -337,16 +338,14 @@ class Simulation:
         )
 
     def connect(self, api_key: str | None) -> KillB:
-        """The KillB client of one refresher run: the deployed one, with retries kept short."""
+        """The KillB client of one refresher run, as deployed but for its timeout, and with
+        its clock simulated and its waits between retries taking no time."""
         client = KillBAuthClient(
             self.config.killb_base_url,
             api_key=api_key,
             timeout=self.scenario.killb_timeout,
-            max_retries=2,
-            backoff_factor=0.001,
-            max_retry_after=0.001,
-            deadline=10,
             clock=self.clock,
+            sleep=_no_wait,
         )
         return CountingKillB(client, self.report)
 
@@ -357,7 +356,7 @@ class Simulation:
         return any(start <= now < end for start, end in self.outages)
 
     def killb_accepts(self, token: str) -> bool:
-        return self.sandbox.is_valid_access_token(token) and token not in self.killb_refuses
+        return self.sandbox.is_valid_access_token(token)
 
     def run_refresher(self, event: Any, *, forced_by_broker: bool = False) -> Any:
         """One refresher run; during an outage every KillB request it makes gets a fault."""
@@ -368,7 +367,10 @@ class Simulation:
             for _, fault in faults:
                 self.sandbox.inject("any", fault)
         before = len(self.sandbox.requests)
-        outcome = self._refresher_outcome(event)
+        # What the refresher's handler does with an event, on the simulated clock.
+        outcome = run(event, self.store, self.connect, now=self.clock.now, settings=self.settings)
+        self.report.rejected_refreshes += Event.REJECTED_TOKEN_REFRESH in outcome.events
+        self.report.rejected_too_soon += Event.REJECTED_TOO_SOON in outcome.events
         taken = self.sandbox.requests[before:]
         self.sandbox.clear_faults()
         for (kind, fault), request in zip(faults, taken, strict=False):
@@ -385,29 +387,6 @@ class Simulation:
             self.report.refresher_runs += 1
         self._check_secret()
         return outcome.summary()
-
-    def _refresher_outcome(self, event: Any) -> Outcome:
-        """What the refresher's handler does with an event: scheduled, forced, or a report."""
-        force = isinstance(event, dict) and event.get("force") is True
-        rejected = event.get("rejected") if force else None
-        now = self.clock.now
-        if not isinstance(rejected, str):
-            return keep_fresh(
-                self.store, self.connect, now=now, force=force, settings=self.settings
-            )
-        published = self.store.read_access_token()
-        if published is None or published.fingerprint != rejected:
-            expires_at = published.expires_at if published else None
-            return Outcome(Action.NOOP, expires_at, "the rejected token was already replaced")
-        last = self.last_rejected_refresh
-        if last is not None and now - last < REJECTED_REFRESH_SPACING:
-            self.report.rejected_too_soon += 1
-            return Outcome(Action.FAILED, published.expires_at, "rejected token: too soon")
-        self.last_rejected_refresh = now
-        outcome = keep_fresh(self.store, self.connect, now=now, force=True, settings=self.settings)
-        if outcome.action in (Action.REFRESHED, Action.LOGGED_IN):
-            self.report.rejected_refreshes += 1
-        return outcome
 
     def _check_secret(self) -> None:
         value = self.store.read_access_token()
@@ -496,7 +475,7 @@ class Simulation:
             tokens.pop(0)
             published = self.store.read_access_token()
             if published is not None:
-                self.killb_refuses.add(published.token)
+                self.sandbox.revoke(published.token)
                 self.report.token_revocations += 1
 
 
