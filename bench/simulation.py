@@ -1,12 +1,14 @@
 """A simulated week (or day) of the whole system on a controlled clock: the refresh policy on the
-refresher's schedule, the broker's logic on a steady stream of callers, KillB outages, revoked
+refresher's schedule, the broker's handler on a steady stream of callers, KillB outages, revoked
 refresh tokens, and access tokens KillB refuses early.
 
-One clock object is the KillB sandbox's, the KillB client's, the broker's and the `now` of every
-refresher run, so nothing sleeps on simulated time. Secrets Manager is moto in-process, KillB is
-the local sandbox over loopback. A refresher run is what the handler does with an event: the
-settings parsed from the environment, then `keep_fresh` over the token store; the broker's
-on-demand invoke runs it here. See docs/benchmarks.md for what each figure means.
+time-machine moves the wall clock (time.time) that every part reads, so nothing sleeps on
+simulated time. Secrets Manager is moto in-process, KillB is the local sandbox over loopback. The
+broker is its handler as deployed (settings from the environment only); a refresher run is what
+the refresher's handler does with an event (the settings parsed from the environment, then
+`policy.run` over the token store), with the KillB client's waits between retries taking no
+time; the broker's invoke of the refresher runs it here. docs/benchmarks.md says what the figures
+mean.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TextIO
 
 import boto3
+import time_machine
+from botocore.awsrequest import AWSResponse
+from botocore.compat import HTTPHeaders
+from lambda_runtime import LambdaContext
 from moto import mock_aws
 
-from killb_broker.broker import Broker, Refresher, TokenSource
 from killb_broker.client import KillBAuthClient
 from killb_broker.config import RefresherConfig
-from killb_broker.errors import TokenRejected, TokenUnavailable
+from killb_broker.errors import TokenRejected
 from killb_broker.observability import logger
 from killb_broker.policy import Event, KillB, RefreshSettings, run
 from killb_broker.store import TokenStore
@@ -44,7 +49,7 @@ from killb_sandbox.server import (
     RateLimit,
     UnexpectedJson,
 )
-from tests.support import load_event
+from tests.support import load_event, load_function
 
 DAY = 86_400
 START = 1_795_827_600  # 2026-11-28T01:00:00Z: any fixed moment will do
@@ -54,8 +59,7 @@ SECRET_IDS = {
     "ACCESS_TOKEN_SECRET_ID": "killb-sim/access-token",
 }
 REFRESHER_NAME = "killb-sim-refresher"
-CALLER_ARN = "arn:aws:sts::123456789012:assumed-role/payments-api/simulation"
-CALLER_IP = "10.0.0.7"
+CALLER_EVENT = load_event("broker-auth-headers.json")
 SCHEDULED_EVENT = load_event("refresher-scheduled.json")  # the scheduler's, as sam local gets it
 
 # A real (not simulated) wait stands for "KillB answered after the client gave up": the client's
@@ -82,16 +86,6 @@ OUTAGE_FAULTS: tuple[tuple[str, Fault], ...] = (
 # caller without that support, which fails the call and keeps getting the same token until the
 # schedule replaces it.
 Callers = Literal["report", "keep"]
-
-
-class SimClock:
-    """The simulated wall clock, shared by the sandbox, the KillB client and the broker."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = float(now)
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass(frozen=True)
@@ -145,13 +139,19 @@ class Report:
     secret_reads_by_broker: int = 0
     revocations: int = 0  # of the refresh tokens
     token_revocations: int = 0  # of the access token in use
-    slow_answers_to_refresh: int = 0
+    # Refresh tokens KillB refused, by fingerprint: True when KillB had been sent that token
+    # before (an answer the client never got spent it: a timeout, on a busy machine too).
+    refused_refresh_tokens: dict[str, bool] = field(default_factory=dict)
     outage_seconds: int = 0
     outages: int = 0
     faults_served: dict[str, int] = field(default_factory=dict)
     secret_always_valid_json: bool = True
     final_token_valid: bool = False
     issued_fingerprints: set[str] = field(default_factory=set)
+
+    @property
+    def lost_refresh_answers(self) -> int:
+        return sum(self.refused_refresh_tokens.values())
 
     @property
     def served_share(self) -> float:
@@ -185,8 +185,8 @@ class Report:
             f"{self.rejected_refreshes}, refused as too soon: {self.rejected_too_soon}",
             f"refresher runs: {self.refresher_runs} scheduled, {self.forced_runs} by the broker",
             f"logins: {self.logins} (1 + {self.refresh_rejections} refused refresh tokens, after "
-            f"{self.revocations} revocations and {self.slow_answers_to_refresh} refresh answers "
-            f"KillB sent after the client had timed out)",
+            f"{self.revocations} revocations and {self.lost_refresh_answers} refresh answers "
+            f"the client never got)",
             f"KillB calls: {self.refreshes + self.logins} ({self.refreshes} refreshes), "
             f"{self.killb_requests} HTTP requests with retries",
             f"secret writes: {self.secret_writes} ({self.secret_writes / days:.0f}/day); broker "
@@ -207,9 +207,10 @@ def _share(part: int, whole: int) -> float:
 class CountingKillB:
     """The real KillB client, counting the outcomes the report needs."""
 
-    def __init__(self, client: KillBAuthClient, report: Report) -> None:
+    def __init__(self, client: KillBAuthClient, report: Report, sandbox: KillBSandbox) -> None:
         self._client = client
         self._report = report
+        self._sandbox = sandbox
 
     def login(self, email: str, password: str) -> TokenSet:
         tokens = self._client.login(email, password)
@@ -221,6 +222,14 @@ class CountingKillB:
             tokens = self._client.refresh(refresh_token)
         except TokenRejected:
             self._report.refresh_rejections += 1
+            sent = sum(
+                1
+                for request in list(self._sandbox.requests)
+                if request.endpoint == "refresh"
+                and (request.json or {}).get("refreshToken") == refresh_token
+            )
+            # The first refusal says why; a repeat (the login after it failed) says nothing more.
+            self._report.refused_refresh_tokens.setdefault(fingerprint(refresh_token), sent > 1)
             raise
         self._report.refreshes += 1
         return tokens
@@ -233,14 +242,16 @@ class CountingKillB:
 
 
 class InProcessLambda:
-    """A Lambda client whose invoke runs the refresher here, as the deployed one would."""
+    """Lambda's Invoke, answered here by running the refresher: a botocore before-call hook, so
+    the broker's own client, however the handler builds it, reaches this instead of AWS."""
 
     def __init__(self, run: Any) -> None:
         self._run = run
 
-    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803
-        summary = self._run(json.loads(Payload), forced_by_broker=True)
-        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(summary).encode())}
+    def __call__(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        summary = self._run(json.loads(params["body"]), forced_by_broker=True)
+        http = AWSResponse(params.get("url", ""), 200, HTTPHeaders(), None)
+        return http, {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(summary).encode())}
 
 
 def plan_outages(scenario: Scenario, rng: random.Random) -> list[tuple[float, float]]:
@@ -292,10 +303,12 @@ def plan(scenario: Scenario) -> Plan:
 class Simulation:
     """One stack (moto, sandbox, the refresh policy, the broker) driven through a scenario."""
 
-    def __init__(self, scenario: Scenario, sandbox: KillBSandbox, clock: SimClock) -> None:
+    def __init__(
+        self, scenario: Scenario, sandbox: KillBSandbox, traveller: time_machine.Traveller
+    ) -> None:
         self.scenario = scenario
         self.sandbox = sandbox
-        self.clock = clock
+        self.traveller = traveller
         self.plan = plan(scenario)
         # Faults are drawn from their own stream: the plan stays the same whatever the run does.
         self.rng = random.Random(f"{scenario.seed}-faults")
@@ -303,7 +316,8 @@ class Simulation:
         self.outages = list(self.plan.outages)
         self.report.outages = len(self.outages)
         self.report.outage_seconds = round(sum(end - start for start, end in self.outages))
-        self.secrets = boto3.client("secretsmanager")
+        # A session of its own: the hooks on the default session below are the broker's.
+        self.secrets = boto3.session.Session().client("secretsmanager")
         self.secrets.meta.events.register(
             "before-call.secrets-manager.PutSecretValue", self._count_write
         )
@@ -318,7 +332,8 @@ class Simulation:
             session_secret_id=self.config.session_secret_id,
             access_token_secret_id=self.config.access_token_secret_id,
         )
-        self.broker = Broker(self._token_source())
+        self.context = LambdaContext("simulation", remaining_ms=29_000)
+        self.broker = self._load_broker()
 
     # Wiring
 
@@ -328,31 +343,36 @@ class Simulation:
     def _count_read(self, **_: Any) -> None:
         self.report.secret_reads_by_broker += 1
 
-    def _token_source(self) -> TokenSource:
-        """The broker's token source over its own client (the broker may read only that secret)."""
-        secrets = boto3.client("secretsmanager")
-        secrets.meta.events.register("before-call.secrets-manager.GetSecretValue", self._count_read)
-        refresher = Refresher(InProcessLambda(self.run_refresher), REFRESHER_NAME)
-        return TokenSource(
-            secrets, self.config.access_token_secret_id, refresher=refresher, clock=self.clock
-        )
+    def _load_broker(self) -> Any:
+        """The broker's handler, cold-started as deployed; its AWS calls seen through hooks on
+        the default session, which every client built from it copies."""
+        os.environ["ACCESS_TOKEN_SECRET_ID"] = SECRET_IDS["ACCESS_TOKEN_SECRET_ID"]
+        os.environ["REFRESHER_FUNCTION_NAME"] = REFRESHER_NAME
+        os.environ["ALLOWED_PRINCIPALS"] = ""
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        events = boto3.DEFAULT_SESSION.events
+        events.register("before-call.secrets-manager.GetSecretValue", self._count_read)
+        # botocore takes a before-call hook's answer as the call's; its stubs say hooks return None.
+        invoke = InProcessLambda(self.run_refresher)
+        events.register("before-call.lambda.Invoke", invoke)  # type: ignore[arg-type]
+        return load_function("broker")
 
     def connect(self, api_key: str | None) -> KillB:
         """The KillB client of one refresher run, as deployed but for its timeout, and with
-        its clock simulated and its waits between retries taking no time."""
+        its waits between retries taking no time."""
         client = KillBAuthClient(
             self.config.killb_base_url,
             api_key=api_key,
             timeout=self.scenario.killb_timeout,
-            clock=self.clock,
             sleep=_no_wait,
         )
-        return CountingKillB(client, self.report)
+        return CountingKillB(client, self.report, self.sandbox)
 
     # The world
 
     def in_outage(self) -> bool:
-        now = self.clock.now
+        now = time.time()
         return any(start <= now < end for start, end in self.outages)
 
     def killb_accepts(self, token: str) -> bool:
@@ -368,15 +388,13 @@ class Simulation:
                 self.sandbox.inject("any", fault)
         before = len(self.sandbox.requests)
         # What the refresher's handler does with an event, on the simulated clock.
-        outcome = run(event, self.store, self.connect, now=self.clock.now, settings=self.settings)
+        outcome = run(event, self.store, self.connect, now=time.time(), settings=self.settings)
         self.report.rejected_refreshes += Event.REJECTED_TOKEN_REFRESH in outcome.events
         self.report.rejected_too_soon += Event.REJECTED_TOO_SOON in outcome.events
         taken = self.sandbox.requests[before:]
         self.sandbox.clear_faults()
-        for (kind, fault), request in zip(faults, taken, strict=False):
+        for (kind, _), _request in zip(faults, taken, strict=False):
             self.report.faults_served[kind] = self.report.faults_served.get(kind, 0) + 1
-            if fault is SLOW_ANSWER and request.endpoint == "refresh":
-                self.report.slow_answers_to_refresh += 1
         if any(fault is SLOW_ANSWER for _, fault in faults[: len(taken)]):
             # Real time: let KillB's late answer land (and spend the refresh token) first.
             time.sleep(SLOW_ANSWER.seconds * 1.5)
@@ -394,27 +412,19 @@ class Simulation:
             self.report.secret_always_valid_json = False
 
     def ask_broker(self, wanted: int, rejected: str | None = None) -> tuple[int, str | None, int]:
-        """(status, token, seconds left) of one GET /v1/auth-headers, as the handler answers."""
-        query = {"minTtl": [str(wanted)]}
-        if rejected is not None:
-            query["rejected"] = [rejected]
-        try:
-            body = self._auth_headers(query)
-        except TokenUnavailable:
-            return 503, None, 0
+        """(status, token, seconds left) of one GET /v1/auth-headers through the handler."""
+        query = {"minTtl": str(wanted)} | ({"rejected": rejected} if rejected else {})
+        event = CALLER_EVENT | {
+            "queryStringParameters": query,
+            "multiValueQueryStringParameters": {name: [value] for name, value in query.items()},
+        }
+        response = self.broker.lambda_handler(event, self.context)
+        if response["statusCode"] != 200:
+            return response["statusCode"], None, 0
+        body = json.loads(response["body"])
         token = str(body["headers"]["Authorization"]).removeprefix("Bearer ")
         self.report.issued_fingerprints.add(fingerprint(token))
         return 200, token, int(body["expiresIn"])
-
-    def _auth_headers(self, query: dict[str, list[str]]) -> dict[str, Any]:
-        rejected = query.pop("rejected", [None])[0]
-        if rejected is not None:
-            in_hand = self.broker.token_source.current()
-            if in_hand is not None and in_hand.fingerprint == rejected:
-                self.run_refresher({"force": True, "rejected": rejected}, forced_by_broker=True)
-                # Read again past the broker's cache: the refresher may have written a new token.
-                self.broker.token_source = self._token_source()
-        return self.broker.auth_headers(CALLER_ARN, CALLER_IP, query)
 
     def serve(self, wanted: int) -> None:
         """One caller request: headers from the broker, then its KillB call with them."""
@@ -466,7 +476,7 @@ class Simulation:
         return self.report
 
     def _move_to(self, at: float, refresh: list[float], tokens: list[float]) -> None:
-        self.clock.now = at
+        self.traveller.move_to(at)
         while refresh and refresh[0] <= at:
             refresh.pop(0)
             self.sandbox.revoke_refresh_tokens()
@@ -525,15 +535,16 @@ def handlers_output_to(log: TextIO | None) -> Iterator[TextIO]:
 
 def simulate(scenario: Scenario, log: TextIO | None = None) -> Report:
     """Run the scenario from an empty stack; the log lines go to log (default: none)."""
-    clock = SimClock()
     account = {SANDBOX_EMAIL: Account(password=SANDBOX_PASSWORD)}
     with (
         handlers_output_to(log),
         fake_aws(),
-        KillBSandbox(account, clock=clock) as sandbox,
+        time_machine.travel(START, tick=False) as traveller,
+        # The sandbox's clock is time.time, which time-machine moves.
+        KillBSandbox(account, clock=time.time) as sandbox,
     ):
         create_secrets()
-        return Simulation(scenario, sandbox, clock).run()
+        return Simulation(scenario, sandbox, traveller).run()
 
 
 def compare(scenario: Scenario, log: TextIO | None = None) -> tuple[Report, Report]:
