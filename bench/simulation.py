@@ -34,7 +34,7 @@ from killb_broker.client import KillBAuthClient
 from killb_broker.config import RefresherConfig
 from killb_broker.errors import TokenRejected
 from killb_broker.observability import logger
-from killb_broker.policy import Event, KillB, RefreshSettings, run
+from killb_broker.policy import Action, Event, KillB, RefreshSettings, run
 from killb_broker.store import TokenStore
 from killb_broker.tokens import TokenSet, fingerprint
 from killb_sandbox.pytest_plugin import SANDBOX_EMAIL, SANDBOX_PASSWORD
@@ -129,7 +129,8 @@ class Report:
     refresher_runs: int = 0
     forced_runs: int = 0
     rejected_reports: int = 0
-    rejected_refreshes: int = 0  # refresher runs a report caused that got a new token
+    rejected_refresh_attempts: int = 0  # refresher runs a report caused that called KillB
+    rejected_refreshes: int = 0  # of those, the ones that got a new token
     rejected_too_soon: int = 0
     logins: int = 0
     refreshes: int = 0
@@ -181,8 +182,9 @@ class Report:
             f"{self.served_share_killb_up:.4%}); refused by KillB: {self.refused_by_killb}; "
             f"not served: {self.unserved_statuses}, {self.unserved_killb_up} of them while "
             f"KillB was up {self.unserved[:6]}",
-            f"rejected-token reports: {self.rejected_reports}, refreshes they caused: "
-            f"{self.rejected_refreshes}, refused as too soon: {self.rejected_too_soon}",
+            f"rejected-token reports: {self.rejected_reports}, refresher runs they caused: "
+            f"{self.rejected_refresh_attempts} ({self.rejected_refreshes} got a new token), "
+            f"refused as too soon: {self.rejected_too_soon}",
             f"refresher runs: {self.refresher_runs} scheduled, {self.forced_runs} by the broker",
             f"logins: {self.logins} (1 + {self.refresh_rejections} refused refresh tokens, after "
             f"{self.revocations} revocations and {self.lost_refresh_answers} refresh answers "
@@ -389,7 +391,9 @@ class Simulation:
         before = len(self.sandbox.requests)
         # What the refresher's handler does with an event, on the simulated clock.
         outcome = run(event, self.store, self.connect, now=time.time(), settings=self.settings)
-        self.report.rejected_refreshes += Event.REJECTED_TOKEN_REFRESH in outcome.events
+        if Event.REJECTED_TOKEN_REFRESH in outcome.events:
+            self.report.rejected_refresh_attempts += 1
+            self.report.rejected_refreshes += outcome.action in (Action.REFRESHED, Action.LOGGED_IN)
         self.report.rejected_too_soon += Event.REJECTED_TOO_SOON in outcome.events
         taken = self.sandbox.requests[before:]
         self.sandbox.clear_faults()
@@ -562,7 +566,8 @@ def main() -> None:
     print(
         f"callers that report vs keep: {reporting.refused_by_killb} vs {keeping.refused_by_killb} "
         f"requests with a token KillB refused; {reporting.rejected_reports} reports caused "
-        f"{reporting.rejected_refreshes} refreshes ({reporting.rejected_too_soon} refused as too "
+        f"{reporting.rejected_refresh_attempts} refresher runs calling KillB, "
+        f"{reporting.rejected_refreshes} new tokens ({reporting.rejected_too_soon} refused as too "
         f"soon); logins {reporting.logins} vs {keeping.logins}; KillB calls "
         f"{reporting.refreshes + reporting.logins} vs {keeping.refreshes + keeping.logins}; "
         f"secret writes/day {reporting.secret_writes / reporting.scenario.days:.0f}"
