@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from killb_broker.tokens import AccessToken
+from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_PASSWORD
 from tests.support import load_event, load_function
 
 SECRET_ID = "killb-fuzz/access-token"
@@ -64,7 +65,12 @@ def broker(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> Iterator[Bro
         yield answer
 
 
-texts = st.text(max_size=40)
+# Hypothesis also draws on string constants of the code it has loaded, the sandbox's password
+# among them: a caller ARN that happens to be a secret would be logged (the audit names every
+# caller) and fail the leak check, though no secret of the broker's leaked.
+texts = st.text(max_size=40).filter(
+    lambda text: SANDBOX_PASSWORD not in text and SANDBOX_API_KEY not in text
+)
 min_ttl_values = st.one_of(
     st.integers(-100, 5000).map(str),
     # Digits of other scripts (Arabic-Indic, full-width) that int() would parse.
@@ -211,3 +217,49 @@ def test_any_identity_gets_a_contract_answer(broker: Broker, identity: Any, path
     assert_contract(status, response_headers, body)
     allowed = isinstance(identity, dict) and identity["userArn"] in (ALLOWED_SESSION, ALLOWED_ROLE)
     assert status == (200 if allowed else 403)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(texts, children, max_size=3),
+    max_leaves=8,
+)
+event_keys = st.sampled_from(
+    [
+        "httpMethod",
+        "path",
+        "resource",
+        "requestContext",
+        "headers",
+        "multiValueHeaders",
+        "queryStringParameters",
+        "multiValueQueryStringParameters",
+        "pathParameters",
+        "body",
+        "isBase64Encoded",
+        "version",
+        "rawPath",
+    ]
+)
+
+
+@FUZZ
+@given(event=st.one_of(json_values, st.dictionaries(event_keys, json_values, max_size=6)))
+def test_any_event_at_all_gets_a_contract_answer(broker: Broker, event: Any) -> None:
+    # Given any JSON the function might be invoked with (a console test, a warmer, another
+    # trigger), When the handler gets it / Then an answer in the contract's shape, no exception
+    status, response_headers, body = broker(event)
+    assert_contract(status, response_headers, body)
+
+
+@FUZZ
+@given(key=event_keys, value=json_values)
+def test_a_rest_event_with_any_one_field_replaced_gets_a_contract_answer(
+    broker: Broker, key: str, value: Any
+) -> None:
+    # Given a real REST event with one field replaced by anything
+    built = copy.deepcopy(BASE_EVENT)
+    built[key] = value
+    # When the handler gets it / Then an answer in the contract's shape, no exception
+    status, response_headers, body = broker(built)
+    assert_contract(status, response_headers, body)
