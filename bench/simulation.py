@@ -19,6 +19,7 @@ import json
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TextIO
@@ -397,7 +398,7 @@ class Simulation:
         self.report.rejected_too_soon += Event.REJECTED_TOO_SOON in outcome.events
         taken = self.sandbox.requests[before:]
         self.sandbox.clear_faults()
-        for (kind, _), _request in zip(faults, taken, strict=False):
+        for kind, _ in faults[: len(taken)]:
             self.report.faults_served[kind] = self.report.faults_served.get(kind, 0) + 1
         if any(fault is SLOW_ANSWER for _, fault in faults[: len(taken)]):
             # Real time: let KillB's late answer land (and spend the refresh token) first.
@@ -457,13 +458,13 @@ class Simulation:
 
     def run(self) -> Report:
         end = START + self.scenario.days * DAY
-        refresh_revocations = list(self.plan.refresh_revocations)
-        token_revocations = list(self.plan.token_revocations)
-        requests = list(self.plan.requests)
+        refresh_revocations = deque(self.plan.refresh_revocations)
+        token_revocations = deque(self.plan.token_revocations)
+        requests = deque(self.plan.requests)
         next_run = float(START)
         while next_run < end:
             if requests and requests[0][0] < next_run:
-                at, wanted = requests.pop(0)
+                at, wanted = requests.popleft()
                 self._move_to(at, refresh_revocations, token_revocations)
                 self.serve(wanted)
                 continue
@@ -479,14 +480,14 @@ class Simulation:
         )
         return self.report
 
-    def _move_to(self, at: float, refresh: list[float], tokens: list[float]) -> None:
+    def _move_to(self, at: float, refresh: deque[float], tokens: deque[float]) -> None:
         self.traveller.move_to(at)
         while refresh and refresh[0] <= at:
-            refresh.pop(0)
+            refresh.popleft()
             self.sandbox.revoke_refresh_tokens()
             self.report.revocations += 1
         while tokens and tokens[0] <= at:
-            tokens.pop(0)
+            tokens.popleft()
             published = self.store.read_access_token()
             if published is not None:
                 self.sandbox.revoke(published.token)
