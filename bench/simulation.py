@@ -132,6 +132,8 @@ class Report:
     rejected_reports: int = 0
     rejected_refresh_attempts: int = 0  # refresher runs a report caused that called KillB
     rejected_refreshes: int = 0  # of those, the ones that got a new token
+    rejected_attempts_within_a_minute: int = 0  # of those, the ones < 60 s after the one before
+    last_rejected_attempt: float | None = None
     rejected_too_soon: int = 0
     logins: int = 0
     refreshes: int = 0
@@ -184,7 +186,8 @@ class Report:
             f"not served: {self.unserved_statuses}, {self.unserved_killb_up} of them while "
             f"KillB was up {self.unserved[:6]}",
             f"rejected-token reports: {self.rejected_reports}, refresher runs they caused: "
-            f"{self.rejected_refresh_attempts} ({self.rejected_refreshes} got a new token), "
+            f"{self.rejected_refresh_attempts} ({self.rejected_refreshes} got a new token, "
+            f"{self.rejected_attempts_within_a_minute} within a minute of the one before), "
             f"refused as too soon: {self.rejected_too_soon}",
             f"refresher runs: {self.refresher_runs} scheduled, {self.forced_runs} by the broker",
             f"logins: {self.logins} (1 + {self.refresh_rejections} refused refresh tokens, after "
@@ -391,8 +394,11 @@ class Simulation:
                 self.sandbox.inject("any", fault)
         before = len(self.sandbox.requests)
         # What the refresher's handler does with an event, on the simulated clock.
-        outcome = run(event, self.store, self.connect, now=time.time(), settings=self.settings)
+        now = time.time()
+        outcome = run(event, self.store, self.connect, now=now, settings=self.settings)
         if Event.REJECTED_TOKEN_REFRESH in outcome.events:
+            last, self.report.last_rejected_attempt = self.report.last_rejected_attempt, now
+            self.report.rejected_attempts_within_a_minute += last is not None and now - last < 60
             self.report.rejected_refresh_attempts += 1
             self.report.rejected_refreshes += outcome.action in (Action.REFRESHED, Action.LOGGED_IN)
         self.report.rejected_too_soon += Event.REJECTED_TOO_SOON in outcome.events

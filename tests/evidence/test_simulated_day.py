@@ -70,6 +70,7 @@ def test_each_early_revocation_costs_one_report_and_one_refresh_not_a_storm(day:
     report = day.reporting
     assert report.rejected_reports == report.token_revocations
     assert report.rejected_refresh_attempts == report.rejected_refreshes == report.token_revocations
+    assert report.rejected_attempts_within_a_minute == 0
     assert report.forced_runs >= report.rejected_refreshes
 
 
