@@ -1,5 +1,5 @@
-"""Benchmarks of issue 7 (`make bench`): each module measures one figure, both sides of a ratio
-side by side in one run, and prints the figure on its last line."""
+"""Benchmarks (`make bench`, described in docs/benchmarks.md): each module measures one figure,
+both sides of a ratio side by side in one run, and prints the figure on its last line."""
 
 import os
 import sys

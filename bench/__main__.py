@@ -1,4 +1,5 @@
-"""`python -m bench` (`make bench`): every figure of issue 7, one after another."""
+"""`python -m bench` (`make bench`): every benchmark figure (P1-P5, then the simulated week), one
+after another; docs/benchmarks.md says what each measures and its goal."""
 
 import importlib
 

@@ -1,5 +1,5 @@
 """P1: a warm broker request (cached token, the real handler, a moto-backed secret) divided by the
-floor the contract forces: Powertools' resolver answering a constant body plus one audit line."""
+floor every broker must pay: Powertools' resolver answering a constant body plus one audit line."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def floor_handler(null: Any) -> Handler:
-    """The least any broker must do: route, answer a constant JSON body, log one audit line."""
+    """The least any broker must do: route, answer a constant JSON body, write the one audit
+    record (all its keys) that every outcome gets."""
     audit = Logger(service="floor", use_rfc3339=True, logger_handler=logging.StreamHandler(null))
     app = APIGatewayRestResolver()
     body = {
@@ -44,13 +45,19 @@ def floor_handler(null: Any) -> Handler:
     @app.get("/v1/auth-headers")
     def auth_headers() -> Response[Any]:
         identity = app.current_event.request_context.identity
+        # The audit record every broker outcome must write: these keys, in one line.
         audit.info(
-            "auth headers issued",
+            "broker audit",
             extra={
+                "outcome": "issued",
                 "caller_arn": identity.user_arn,
                 "source_ip": identity.source_ip,
+                "route": "/v1/auth-headers",
+                "min_ttl": 300,
                 "token_fingerprint": "0123456789ab",
+                "rejected_fingerprint": None,
                 "expires_at": body["expiresAt"],
+                "reason": "issued",
             },
         )
         return Response(200, "application/json", body, headers={"Cache-Control": "no-store"})

@@ -8,7 +8,12 @@ from bench.simulation import Scenario, simulate
 GOAL = 340
 # The client's default timeout (KILLB_TIMEOUT_SECONDS): a busy machine must not fake an outage.
 QUIET_WEEK = Scenario(
-    days=7, request_every=None, outage_share=0, revocations_per_day=0, killb_timeout=10
+    days=7,
+    request_every=None,
+    outage_share=0,
+    refresh_revocations_per_day=0,
+    token_revocations_per_day=0,
+    killb_timeout=10,
 )
 
 
