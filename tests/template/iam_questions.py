@@ -61,10 +61,14 @@ class Stack:
             "AWS::StackName": STACK_NAME,
             "AWS::URLSuffix": "amazonaws.com",
         }
-        self.conditions = {
-            name: bool(self.resolve(body))
-            for name, body in translated.get("Conditions", {}).items()
-        }
+        # Resolved on first use: a condition may name another (Fn::Or of two Conditions).
+        self._condition_bodies: dict[str, Any] = translated.get("Conditions", {})
+        self._resolved_conditions: dict[str, bool] = {}
+
+    def condition(self, name: str) -> bool:
+        if name not in self._resolved_conditions:
+            self._resolved_conditions[name] = bool(self.resolve(self._condition_bodies[name]))
+        return self._resolved_conditions[name]
 
     def physical_name(self, logical_id: str) -> str:
         return f"{STACK_NAME}-{logical_id}-AbC123"[:64]
@@ -133,7 +137,7 @@ class Stack:
 
     def _fn_if(self, inner: Any) -> Any:
         condition, when_true, when_false = inner
-        return self.resolve(when_true if self.conditions[condition] else when_false)
+        return self.resolve(when_true if self.condition(condition) else when_false)
 
     def _fn_split(self, inner: Any) -> list[str]:
         separator, text = inner
@@ -150,8 +154,11 @@ class Stack:
     def _fn_not(self, inner: Any) -> bool:
         return not self.resolve(inner[0])
 
+    def _fn_or(self, inner: Any) -> bool:
+        return any(self.resolve(inner))
+
     def _condition(self, inner: str) -> bool:
-        return self.conditions[inner]
+        return self.condition(inner)
 
     _intrinsics: ClassVar[dict[str, Callable[[Stack, Any], Any]]] = {
         "Ref": _ref,
@@ -162,6 +169,7 @@ class Stack:
         "Fn::Join": _fn_join,
         "Fn::Equals": _fn_equals,
         "Fn::Not": _fn_not,
+        "Fn::Or": _fn_or,
         "Condition": _condition,
     }
 
