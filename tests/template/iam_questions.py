@@ -24,6 +24,9 @@ API_ID = "abc123defg"
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 VPC_ENDPOINT = "vpce-0a1b2c3d4e5f60789"
 PAYMENTS_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/payments"
+# Developers' roles that a dev stack may name to run the functions with sam local.
+BROKER_DEVELOPER = f"arn:aws:iam::{ACCOUNT_ID}:role/developer"
+REFRESHER_DEVELOPER = f"arn:aws:iam::{ACCOUNT_ID}:role/dev/refresher-developer"
 
 # The stack configurations the table has a column for.
 CONFIGURATIONS: dict[str, dict[str, str]] = {
@@ -33,6 +36,10 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
         "ApiVpcEndpointIds": VPC_ENDPOINT,
         "AllowedCallerPrincipals": f"{PAYMENTS_ROLE},{OTHER_ACCOUNT}",
         "BrokerDeploymentPreference": "Canary10Percent5Minutes",
+    },
+    "local": {
+        "LocalBrokerPrincipalArns": BROKER_DEVELOPER,
+        "LocalRefresherPrincipalArns": REFRESHER_DEVELOPER,
     },
 }
 
@@ -351,6 +358,21 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
     table["admin-creates-a-key-grant"] = [
         request(admin, "kms:CreateGrant", key_arn, stack.key_policy())
     ]
+    # Developers hold secretsmanager:* but no KMS permission of their own: a read or write
+    # then passes only where the stack's own policies name their role.
+    developers = {
+        "broker-developer": BROKER_DEVELOPER,
+        "refresher-developer": REFRESHER_DEVELOPER,
+    }
+    for name, role_arn in developers.items():
+        developer = {**role_principal(role_arn), "identity": allow_everything("secretsmanager")}
+        for secret in secrets:
+            table[f"{name}-reads-{secret}"] = reads(developer, secret)
+        for secret in ("session", "access-token"):
+            table[f"{name}-writes-{secret}"] = writes(developer, secret)
+        table[f"{name}-decrypts-credentials-directly"] = [
+            key_request(developer, "kms:Decrypt", "credentials", via=None)
+        ]
     table.update(api_questions(stack))
     table.update(service_questions(stack))
     return table
