@@ -142,6 +142,11 @@ def test_naming_local_roles_adds_them_and_keeps_every_other_reader(default_stack
         ("", True),
         ("arn:aws:iam::123456789012:role/developer", True),
         ("arn:aws:iam::123456789012:role/dev/team/developer", True),
+        (
+            "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/"
+            "AWSReservedSSO_Developer_0123456789abcdef",
+            True,
+        ),
         ("arn:aws:iam::123456789012:role/a,arn:aws-us-gov:iam::123456789012:role/b", True),
         ("arn:aws:sts::123456789012:assumed-role/developer/me", False),
         ("arn:aws:iam::123456789012:user/alice", False),
