@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.template.iam_questions import Stack
 from tests.template.stack import Resources, source_template, translated_template
 
 
@@ -19,3 +20,9 @@ def resources() -> Resources:
     """The translated template's resources with every parameter at its default."""
     translated: Resources = translated_template()["Resources"]
     return translated
+
+
+@pytest.fixture(scope="session")
+def default_stack() -> Stack:
+    """The default parameters' stack with every intrinsic resolved, as a deploy resolves it."""
+    return Stack({})

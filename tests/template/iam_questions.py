@@ -24,6 +24,9 @@ API_ID = "abc123defg"
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 VPC_ENDPOINT = "vpce-0a1b2c3d4e5f60789"
 PAYMENTS_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/payments"
+# Developers' roles that a dev stack may name to run the functions with sam local.
+BROKER_DEVELOPER = f"arn:aws:iam::{ACCOUNT_ID}:role/developer"
+REFRESHER_DEVELOPER = f"arn:aws:iam::{ACCOUNT_ID}:role/dev/refresher-developer"
 
 # The stack configurations the table has a column for.
 CONFIGURATIONS: dict[str, dict[str, str]] = {
@@ -33,6 +36,10 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
         "ApiVpcEndpointIds": VPC_ENDPOINT,
         "AllowedCallerPrincipals": f"{PAYMENTS_ROLE},{OTHER_ACCOUNT}",
         "BrokerDeploymentPreference": "Canary10Percent5Minutes",
+    },
+    "local": {
+        "LocalBrokerPrincipalArns": BROKER_DEVELOPER,
+        "LocalRefresherPrincipalArns": REFRESHER_DEVELOPER,
     },
 }
 
@@ -61,10 +68,14 @@ class Stack:
             "AWS::StackName": STACK_NAME,
             "AWS::URLSuffix": "amazonaws.com",
         }
-        self.conditions = {
-            name: bool(self.resolve(body))
-            for name, body in translated.get("Conditions", {}).items()
-        }
+        # Resolved on first use: a condition may name another (Fn::Or of two Conditions).
+        self._condition_bodies: dict[str, Any] = translated.get("Conditions", {})
+        self._resolved_conditions: dict[str, bool] = {}
+
+    def condition(self, name: str) -> bool:
+        if name not in self._resolved_conditions:
+            self._resolved_conditions[name] = bool(self.resolve(self._condition_bodies[name]))
+        return self._resolved_conditions[name]
 
     def physical_name(self, logical_id: str) -> str:
         return f"{STACK_NAME}-{logical_id}-AbC123"[:64]
@@ -133,7 +144,7 @@ class Stack:
 
     def _fn_if(self, inner: Any) -> Any:
         condition, when_true, when_false = inner
-        return self.resolve(when_true if self.conditions[condition] else when_false)
+        return self.resolve(when_true if self.condition(condition) else when_false)
 
     def _fn_split(self, inner: Any) -> list[str]:
         separator, text = inner
@@ -150,8 +161,11 @@ class Stack:
     def _fn_not(self, inner: Any) -> bool:
         return not self.resolve(inner[0])
 
+    def _fn_or(self, inner: Any) -> bool:
+        return any(self.resolve(inner))
+
     def _condition(self, inner: str) -> bool:
-        return self.conditions[inner]
+        return self.condition(inner)
 
     _intrinsics: ClassVar[dict[str, Callable[[Stack, Any], Any]]] = {
         "Ref": _ref,
@@ -162,6 +176,7 @@ class Stack:
         "Fn::Join": _fn_join,
         "Fn::Equals": _fn_equals,
         "Fn::Not": _fn_not,
+        "Fn::Or": _fn_or,
         "Condition": _condition,
     }
 
@@ -343,6 +358,21 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
     table["admin-creates-a-key-grant"] = [
         request(admin, "kms:CreateGrant", key_arn, stack.key_policy())
     ]
+    # Developers hold secretsmanager:* but no KMS permission of their own: a read or write
+    # then passes only where the stack's own policies name their role.
+    developers = {
+        "broker-developer": BROKER_DEVELOPER,
+        "refresher-developer": REFRESHER_DEVELOPER,
+    }
+    for name, role_arn in developers.items():
+        developer = {**role_principal(role_arn), "identity": allow_everything("secretsmanager")}
+        for secret in secrets:
+            table[f"{name}-reads-{secret}"] = reads(developer, secret)
+        for secret in ("session", "access-token"):
+            table[f"{name}-writes-{secret}"] = writes(developer, secret)
+        table[f"{name}-decrypts-credentials-directly"] = [
+            key_request(developer, "kms:Decrypt", "credentials", via=None)
+        ]
     table.update(api_questions(stack))
     table.update(service_questions(stack))
     return table

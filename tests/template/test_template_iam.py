@@ -7,6 +7,7 @@ from fnmatch import fnmatchcase
 
 import pytest
 
+from tests.template.iam_questions import Stack
 from tests.template.stack import (
     Resources,
     actions,
@@ -238,7 +239,7 @@ def account_key_statements(resources: Resources) -> list[dict[str, object]]:
 
 @pytest.mark.parametrize("secret", sorted(READERS))
 def test_secret_value_is_denied_to_everyone_but_its_named_readers(
-    resources: Resources, secret: str
+    resources: Resources, default_stack: Stack, secret: str
 ) -> None:
     # Given the resource policy attached to the secret
     policy = secret_policies(resources)[secret]
@@ -254,9 +255,11 @@ def test_secret_value_is_denied_to_everyone_but_its_named_readers(
         "*",
         "secretsmanager:GetSecretValue",
     )
-    exceptions = deny["Condition"]["StringNotEquals"]["aws:PrincipalArn"]
-    assert referenced_ids(exceptions) == READERS[secret]
     assert set(deny["Condition"]) == {"StringNotEquals"}
+    resolved = default_stack.secret_policy(secret)
+    assert resolved is not None
+    exceptions = resolved["Statement"][0]["Condition"]["StringNotEquals"]["aws:PrincipalArn"]
+    assert set(as_list(exceptions)) == {default_stack.role_arn(role) for role in READERS[secret]}
     assert (no_replicas["Effect"], no_replicas["Principal"], no_replicas["Action"]) == (
         "Deny",
         "*",

@@ -74,15 +74,15 @@ export async function answerAll(questions) {
   return answers
 }
 
-// docs/iam-answers.md: | id | question | default | private |
+// docs/iam-answers.md: | id | question | default | private | local |
 export function expectedAnswers(markdown) {
   const rows = {}
   for (const line of markdown.split('\n')) {
     const cells = line.split('|').map((cell) => cell.trim())
-    if (cells.length < 6 || !/^`[a-z0-9-]+`$/.test(cells[1])) {
+    if (cells.length < 7 || !/^`[a-z0-9-]+`$/.test(cells[1])) {
       continue
     }
-    rows[cells[1].slice(1, -1)] = { default: cells[3], private: cells[4] }
+    rows[cells[1].slice(1, -1)] = { default: cells[3], private: cells[4], local: cells[5] }
   }
   return rows
 }

@@ -18,17 +18,30 @@ function differences(answers, wanted) {
 }
 
 test('the table and the questions asked are the same list', () => {
-  assert.deepEqual(Object.keys(questions.default).sort(), Object.keys(expected).sort())
-  assert.deepEqual(Object.keys(questions.private).sort(), Object.keys(expected).sort())
+  for (const configuration of ['default', 'private', 'local']) {
+    assert.deepEqual(Object.keys(questions[configuration]).sort(), Object.keys(expected).sort())
+  }
 })
 
-for (const configuration of ['default', 'private']) {
+for (const configuration of ['default', 'private', 'local']) {
   test(`every answer for the ${configuration} parameters is the table's`, async () => {
     const answers = await answerAll(questions[configuration])
 
     assert.deepEqual(differences(answers, column(configuration)), [])
   })
 }
+
+test('naming the developers\' roles changes only the developers\' answers', async () => {
+  // Given the default stack and a dev stack that names two developer roles
+  const defaults = await answerAll(questions.default)
+  const local = await answerAll(questions.local)
+
+  // Then every answer that differs is one of those roles' own, and each is a yes
+  const changed = differences(local, defaults)
+  assert.ok(changed.length > 0)
+  assert.deepEqual(changed.filter((id) => !/^(broker|refresher)-developer-/.test(id)), [])
+  assert.deepEqual(changed.filter((id) => local[id] !== 'yes'), [])
+})
 
 test('a deliberately widened broker policy turns its answer red', async () => {
   // Given the default stack, but the broker's policy and the credentials secret's resource
