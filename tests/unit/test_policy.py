@@ -638,7 +638,7 @@ def test_report_a_minute_after_the_last_rejected_refresh_refreshes_again(
     assert store.session.rejected_refresh_at == NOW
 
 
-def test_rejected_refresh_that_killb_cannot_answer_writes_nothing(
+def test_rejected_refresh_that_killb_cannot_answer_keeps_the_tokens_and_counts_the_attempt(
     store: FakeStore, killb: FakeKillB
 ) -> None:
     # Given a reported token, and a KillB that cannot answer
@@ -648,9 +648,28 @@ def test_rejected_refresh_that_killb_cannot_answer_writes_nothing(
     # When the report arrives
     outcome = run(store, killb, request=rejected(token_set("a")))
 
-    # Then the secrets stay as they were (so the next report may try again)
-    assert store.writes == []
+    # Then the tokens stay as they were; only the attempt's time is written to the session
+    assert outcome.action is Action.FAILED
     assert outcome.events == (Event.REJECTED_TOKEN_REFRESH, Event.KILLB_UNAVAILABLE)
+    assert store.session == logged_in(token_set("a"), rejected_refresh_at=NOW)
+    assert store.access_token == AccessToken("access-a", NOW + 3600)
+
+
+def test_report_during_an_outage_is_too_soon_a_second_time(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a report that KillB could not answer 30 s ago
+    store.publish(token_set("a"))
+    killb.answers = [KillBUnavailable("down", status=503)]
+    run(store, killb, request=rejected(token_set("a")))
+    calls = list(killb.calls)
+
+    # When the same token is reported again within the minute
+    outcome = run(store, killb, now=NOW + 30, request=rejected(token_set("a")))
+
+    # Then KillB is not asked again: every report of an outage would otherwise retry KillB
+    assert killb.calls == calls
+    assert outcome.events == (Event.REJECTED_TOO_SOON,)
 
 
 def test_report_inside_the_login_backoff_makes_no_killb_call(

@@ -245,7 +245,19 @@ def _keep_fresh(
             return _refresh_or_login(store, killb, session, credentials, now=now, events=events)
         except KillBError as error:
             reason, event = _killb_failure(error)
+    if for_rejected:
+        _remember_rejected_attempt(store, session)
     return Outcome(Action.FAILED, known_expiry, reason, (*events, event))
+
+
+def _remember_rejected_attempt(store: SecretStore, session: Session) -> None:
+    """A rejected-token refresh that KillB did not answer still counts against the once a
+    minute bound: else every report during an outage would try KillB again. Only the attempt's
+    time is written; the tokens stay as they were."""
+    try:
+        store.write_session(session)
+    except StoreError:
+        logger.warning("Could not record the rejected-token refresh attempt")
 
 
 def _too_soon(session: Session, now: float) -> Outcome | None:
