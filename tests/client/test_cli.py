@@ -37,11 +37,11 @@ def test_env_format_prints_shell_assignments(
     # When the CLI is asked for headers as shell variables
     status = main(["headers", "--api-url", broker_api.base_url, "--format", "env"])
 
-    # Then it prints one quoted assignment per header
+    # Then it prints one quoted export per header
     assert status == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"KILLB_AUTHORIZATION='Bearer {ACCESS_TOKEN}'",
-        f"KILLB_API_KEY={API_KEY}",
+        f"export KILLB_AUTHORIZATION='Bearer {ACCESS_TOKEN}'",
+        f"export KILLB_API_KEY={API_KEY}",
     ]
 
 
@@ -95,9 +95,11 @@ def test_broker_error_goes_to_stderr_with_its_error_code_and_exit_1(
     printed = capsys.readouterr()
     assert printed.out == ""
     assert json.loads(printed.err) == {
+        "message": "No token available",
         "errorCode": "BROKER.0003",
         "status": 503,
-        "message": "No token available",
+        "retryAfter": 30,
+        "url": broker_api.base_url,
     }
 
 
@@ -148,4 +150,4 @@ def test_python_dash_m_runs_the_same_command_without_the_broker_package(
 
     # Then it prints the one header as a shell assignment
     assert (completed.returncode, completed.stderr) == (0, "")
-    assert completed.stdout == f"KILLB_AUTHORIZATION='Bearer {ACCESS_TOKEN}'\n"
+    assert completed.stdout == f"export KILLB_AUTHORIZATION='Bearer {ACCESS_TOKEN}'\n"
