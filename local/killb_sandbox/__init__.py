@@ -11,6 +11,7 @@ from killb_sandbox.server import (
     NotJson,
     RateLimit,
     RecordedRequest,
+    Redirect,
     UnexpectedJson,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "NotJson",
     "RateLimit",
     "RecordedRequest",
+    "Redirect",
     "UnexpectedJson",
 ]

@@ -1,11 +1,13 @@
-"""A fake KillB on loopback: login, refresh with single-use rotating refresh tokens, the users list,
-KillB's error shape and codes, faults a test injects, and a record of every request received.
+"""A fake KillB on loopback: login, refresh with single-use rotating refresh tokens, logout, the
+users list, KillB's error shape and codes, revocation and faults a test injects, and a record of
+every request received.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import itertools
 import json
 import secrets
 import socket
@@ -20,8 +22,14 @@ from urllib.parse import urlsplit
 
 LOGIN_PATH = "/api/v2/auth/login"
 REFRESH_PATH = "/api/v2/auth/refresh"
+LOGOUT_PATH = "/api/v2/auth/logout"
 USERS_PATH = "/api/v2/users"
-ENDPOINTS = {LOGIN_PATH: "login", REFRESH_PATH: "refresh", USERS_PATH: "users"}
+ENDPOINTS = {
+    LOGIN_PATH: "login",
+    REFRESH_PATH: "refresh",
+    LOGOUT_PATH: "logout",
+    USERS_PATH: "users",
+}
 
 INVALID_CREDENTIALS = "AUTH.0001"
 TOKEN_EXPIRED = "AUTH.0002"  # noqa: S105 - an error code
@@ -34,7 +42,7 @@ FAKE_USERS = (
     {"id": "usr_0002", "email": "luis@example.test", "name": "Luis Example"},
 )
 
-Endpoint = Literal["login", "refresh", "users", "any"]
+Endpoint = Literal["login", "refresh", "logout", "users", "any"]
 
 # Every token any sandbox in this process issued, so a leak check can search logs for them all.
 _EVERY_TOKEN_ISSUED: set[str] = set()
@@ -66,9 +74,10 @@ class ErrorResponse:
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """429 with Retry-After (seconds, or None for no header) and X-RateLimit-* headers."""
+    """429 with Retry-After and X-RateLimit-* headers. retry_after: seconds, a string sent as it
+    is (an HTTP-date, something unreadable), or None for no Retry-After."""
 
-    retry_after: int | None = 1
+    retry_after: int | str | None = 1
     limit: int = 100
 
 
@@ -100,7 +109,15 @@ class UnexpectedJson:
     status: int = 200
 
 
-Fault = ErrorResponse | RateLimit | Delay | Drop | NotJson | UnexpectedJson
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """A 3xx pointing elsewhere (a moved API, a hijacked DNS name): a client must not follow it."""
+
+    location: str
+    status: int = 307
+
+
+Fault = ErrorResponse | RateLimit | Delay | Drop | NotJson | UnexpectedJson | Redirect
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +137,10 @@ class RecordedRequest:
 
 @dataclass(slots=True)
 class _Grant:
+    """A token's owner, the session it belongs to (a login and the refreshes that follow it)."""
+
     email: str
+    session: int
     expires_at: float
 
 
@@ -166,13 +186,14 @@ class KillBSandbox:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.accounts = dict(accounts or {})
-        self._initial_lifetime_ms = token_lifetime_ms
         self.token_lifetime_ms = token_lifetime_ms
         self.clock = clock
         self.requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._access_tokens: dict[str, _Grant] = {}
         self._refresh_tokens: dict[str, _Grant] = {}
+        self._revoked: set[str] = set()  # access tokens KillB refuses before they expire
+        self._sessions = itertools.count(1)
         self._faults: list[tuple[Endpoint, Fault]] = []
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -180,9 +201,15 @@ class KillBSandbox:
 
     # Life cycle
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Serve on host:port (port 0: a free one) in a daemon thread; returns the base URL."""
-        if not is_loopback(host):
+    def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, allow_non_loopback: bool = False
+    ) -> str:
+        """Serve on host:port (port 0: a free one) in a daemon thread; returns the base URL.
+
+        A host beyond loopback (the Docker bridge address, for `sam local`) only with
+        allow_non_loopback: the sandbox accepts any password it was given, to anyone who asks.
+        """
+        if not is_loopback(host) and not allow_non_loopback:
             raise ValueError("the KillB sandbox serves on a loopback host only")
         if self._server is not None:
             raise RuntimeError("the KillB sandbox is already started")
@@ -251,30 +278,30 @@ class KillBSandbox:
         with self._lock:
             self.token_lifetime_ms = ms
 
-    def reset(self) -> None:
-        """Forget tokens, faults and recorded requests; the accounts stay."""
+    def revoke(self, access_token: str) -> None:
+        """KillB refuses this access token from now on (AUTH.0003), as if revoked early; the
+        session's refresh token still works."""
         with self._lock:
-            self._access_tokens.clear()
-            self._refresh_tokens.clear()
-            self._faults.clear()
-            self.requests.clear()
-            self.token_lifetime_ms = self._initial_lifetime_ms
+            self._revoked.add(access_token)
 
     # What a test asserts on
 
     def count(self, endpoint: Endpoint) -> int:
-        """How many requests reached endpoint ("login", "refresh", "users"; "any": all)."""
+        """How many requests reached endpoint (one of ENDPOINTS' names; "any": all)."""
         with self._lock:
             return sum(1 for r in self.requests if endpoint in ("any", r.endpoint))
 
     def issued_access_tokens(self) -> list[str]:
+        """Every access token issued so far, in order; revoked and expired ones too."""
         with self._lock:
             return list(self._access_tokens)
 
     def is_valid_access_token(self, token: str) -> bool:
         with self._lock:
             grant = self._access_tokens.get(token)
-            return grant is not None and grant.expires_at > self.clock()
+            return (
+                grant is not None and token not in self._revoked and grant.expires_at > self.clock()
+            )
 
     # The server's side
 
@@ -311,6 +338,8 @@ class KillBSandbox:
             return self._login(headers, body)
         if method == "POST" and path == REFRESH_PATH:
             return self._refresh(headers, body)
+        if method == "POST" and path == LOGOUT_PATH:
+            return self._logout(headers)
         if method == "GET" and path == USERS_PATH:
             return self._users(headers)
         return _killb_error(404, "NOT_FOUND.0001", f"Cannot {method} {path}")
@@ -325,7 +354,7 @@ class KillBSandbox:
             return _killb_error(403, INVALID_API_KEY, "Invalid API key")
         if account is None or not hmac.compare_digest(password, account.password):
             return _killb_error(401, INVALID_CREDENTIALS, "Invalid credentials")
-        return self._issue(email)
+        return self._issue(email, next(self._sessions))
 
     def _refresh(self, headers: dict[str, str], body: bytes) -> _Answer:
         token = _json_body(body).get("refreshToken")
@@ -340,30 +369,50 @@ class KillBSandbox:
             del self._refresh_tokens[token]  # single use: spent, whatever comes next
         if grant.expires_at <= self.clock():
             return _killb_error(401, TOKEN_EXPIRED, "Token expired")
-        return self._issue(grant.email)
+        return self._issue(grant.email, grant.session)
+
+    def _logout(self, headers: dict[str, str]) -> _Answer:
+        """Ends the Bearer token's session: its access and refresh tokens are refused after."""
+        grant = self._bearer(headers)
+        if isinstance(grant, _Answer):
+            return grant
+        with self._lock:
+            session = grant.session
+            self._revoked.update(t for t, g in self._access_tokens.items() if g.session == session)
+            for token in [t for t, g in self._refresh_tokens.items() if g.session == session]:
+                del self._refresh_tokens[token]
+        return _json_answer(200, {"message": ["Logged out"], "statusCode": "200"})
 
     def _users(self, headers: dict[str, str]) -> _Answer:
+        grant = self._bearer(headers)
+        if isinstance(grant, _Answer):
+            return grant
+        return _json_answer(200, {"users": list(FAKE_USERS)})
+
+    def _bearer(self, headers: dict[str, str]) -> _Grant | _Answer:
+        """The grant of the request's Bearer access token, or KillB's refusal of it."""
         scheme, _, token = headers.get("authorization", "").partition(" ")
         with self._lock:
             grant = self._access_tokens.get(token) if scheme.lower() == "bearer" else None
-        if grant is None:
+            revoked = token in self._revoked
+        if grant is None or revoked:
             return _killb_error(401, TOKEN_INVALID, "Invalid token")
         if not _api_key_matches(self.accounts[grant.email], headers):
             return _killb_error(403, INVALID_API_KEY, "Invalid API key")
         if grant.expires_at <= self.clock():
             return _killb_error(401, TOKEN_EXPIRED, "Token expired")
-        return _json_answer(200, {"users": list(FAKE_USERS)})
+        return grant
 
-    def _issue(self, email: str) -> _Answer:
+    def _issue(self, email: str, session: int) -> _Answer:
         now = self.clock()
         access_token, refresh_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         with _EVERY_TOKEN_LOCK:
             _EVERY_TOKEN_ISSUED.update((access_token, refresh_token))
         with self._lock:
             lifetime_ms = self.token_lifetime_ms
-            self._access_tokens[access_token] = _Grant(email, now + lifetime_ms / 1000)
+            self._access_tokens[access_token] = _Grant(email, session, now + lifetime_ms / 1000)
             self._refresh_tokens[refresh_token] = _Grant(
-                email, now + REFRESH_TOKEN_LIFETIME_MS / 1000
+                email, session, now + REFRESH_TOKEN_LIFETIME_MS / 1000
             )
         return _json_answer(
             201,
@@ -401,6 +450,8 @@ def _fault_answer(fault: Fault) -> _Answer | None:
             return _Answer(status, text.encode(), {"Content-Type": "text/html"})
         case UnexpectedJson(body, status):
             return _Answer(status, json.dumps(body).encode())
+        case Redirect(location, status):
+            return _Answer(status, b"", {"Location": location})
     return None
 
 

@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 import requests
 
-from killb_sandbox import Account, Delay, Drop, ErrorResponse, KillBSandbox, RateLimit
+from killb_sandbox import (
+    Account,
+    Delay,
+    Drop,
+    Endpoint,
+    ErrorResponse,
+    KillBSandbox,
+    RateLimit,
+    Redirect,
+)
 from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,9 +66,20 @@ def refresh(sandbox: KillBSandbox, refresh_token: str) -> requests.Response:
     return post(sandbox, "/api/v2/auth/refresh", {"refreshToken": refresh_token})
 
 
-def users(sandbox: KillBSandbox, access_token: str) -> requests.Response:
-    headers = {"Authorization": f"Bearer {access_token}"}
+def users(sandbox: KillBSandbox, access_token: str, **headers: str) -> requests.Response:
+    headers = {"Authorization": f"Bearer {access_token}", **headers}
     return requests.get(f"{sandbox.base_url}/api/v2/users", headers=headers, timeout=5)
+
+
+def logout(sandbox: KillBSandbox, access_token: str | None, **headers: str) -> requests.Response:
+    if access_token is not None:
+        headers = {"Authorization": f"Bearer {access_token}", **headers}
+    url = f"{sandbox.base_url}/api/v2/auth/logout"
+    return requests.post(url, headers=headers, timeout=5, allow_redirects=False)
+
+
+def error_code(answer: requests.Response) -> tuple[int, str]:
+    return answer.status_code, answer.json()["errorCode"]
 
 
 def killb_error(status: int, error_code: str, message: str) -> dict[str, Any]:
@@ -195,6 +215,103 @@ def test_an_unknown_path_is_404_in_killbs_shape(killb_sandbox: KillBSandbox) -> 
     assert set(answer.json()) == {"errorCode", "message", "statusCode"}
 
 
+# Logout and revocation
+
+
+def test_logout_ends_the_session_access_and_refresh_token_alike(sandbox: KillBSandbox) -> None:
+    # Given a logged-in session
+    tokens = login(sandbox).json()
+
+    # When it is logged out with its access token
+    answer = logout(sandbox, tokens["accessToken"])
+
+    # Then the logout succeeds, and neither of the session's tokens works afterwards
+    assert answer.status_code == 200
+    assert error_code(users(sandbox, tokens["accessToken"])) == (401, "AUTH.0003")
+    assert error_code(refresh(sandbox, tokens["refreshToken"])) == (401, "AUTH.0003")
+    assert not sandbox.is_valid_access_token(tokens["accessToken"])
+
+
+def test_logout_ends_every_token_the_session_was_refreshed_into(sandbox: KillBSandbox) -> None:
+    # Given a session refreshed once: two access tokens, both still within their lifetime
+    first = login(sandbox).json()
+    second = refresh(sandbox, first["refreshToken"]).json()
+
+    # When the session is logged out with its latest access token
+    logout(sandbox, second["accessToken"])
+
+    # Then the earlier access token of the same session is refused too
+    assert error_code(users(sandbox, first["accessToken"])) == (401, "AUTH.0003")
+    assert error_code(refresh(sandbox, second["refreshToken"])) == (401, "AUTH.0003")
+
+
+def test_logout_leaves_other_sessions_alone(sandbox: KillBSandbox) -> None:
+    # Given two sessions of the same account
+    ended, other = login(sandbox).json(), login(sandbox).json()
+
+    # When one is logged out
+    logout(sandbox, ended["accessToken"])
+
+    # Then the other still works, access and refresh token alike
+    assert users(sandbox, other["accessToken"]).status_code == 200
+    assert refresh(sandbox, other["refreshToken"]).status_code == 201
+
+
+@pytest.mark.parametrize("access_token", ["not-a-token", None], ids=["unknown", "no-bearer"])
+def test_logout_refuses_an_unknown_or_missing_bearer_token(
+    sandbox: KillBSandbox, access_token: str | None
+) -> None:
+    answer = logout(sandbox, access_token)
+
+    assert answer.json() == killb_error(401, "AUTH.0003", "Invalid token")
+
+
+def test_logout_of_an_account_with_an_api_key_needs_the_key(
+    killb_sandbox_with_api_key: KillBSandbox,
+) -> None:
+    # Given a session of an account that requires x-api-key
+    sandbox = killb_sandbox_with_api_key
+    access_token = login(sandbox, **{"x-api-key": SANDBOX_API_KEY}).json()["accessToken"]
+
+    # When it is logged out without the key, Then KillB refuses; with it, KillB logs it out
+    assert error_code(logout(sandbox, access_token)) == (403, "AUTH.0004")
+    assert users(sandbox, access_token, **{"x-api-key": SANDBOX_API_KEY}).status_code == 200
+    assert logout(sandbox, access_token, **{"x-api-key": SANDBOX_API_KEY}).status_code == 200
+
+
+def test_a_logged_out_token_cannot_log_out_again(sandbox: KillBSandbox) -> None:
+    access_token = login(sandbox).json()["accessToken"]
+    logout(sandbox, access_token)
+
+    assert error_code(logout(sandbox, access_token)) == (401, "AUTH.0003")
+
+
+def test_a_revoked_access_token_is_refused_but_its_refresh_token_works(
+    sandbox: KillBSandbox,
+) -> None:
+    # Given a session whose access token KillB revokes early
+    tokens = login(sandbox).json()
+
+    sandbox.revoke(tokens["accessToken"])
+
+    # Then the access token is refused for the users list and for a logout, still listed as
+    # issued, and the session's refresh token gets a working access token
+    assert error_code(users(sandbox, tokens["accessToken"])) == (401, "AUTH.0003")
+    assert error_code(logout(sandbox, tokens["accessToken"])) == (401, "AUTH.0003")
+    assert not sandbox.is_valid_access_token(tokens["accessToken"])
+    assert tokens["accessToken"] in sandbox.issued_access_tokens()
+    renewed = refresh(sandbox, tokens["refreshToken"]).json()
+    assert users(sandbox, renewed["accessToken"]).status_code == 200
+
+
+def test_revoking_one_access_token_leaves_the_others_valid(sandbox: KillBSandbox) -> None:
+    revoked, kept = login(sandbox).json(), login(sandbox).json()
+
+    sandbox.revoke(revoked["accessToken"])
+
+    assert users(sandbox, kept["accessToken"]).status_code == 200
+
+
 # Faults
 
 
@@ -257,6 +374,43 @@ def test_a_delay_holds_the_answer_back(killb_sandbox: KillBSandbox) -> None:
         )
 
 
+@pytest.mark.parametrize("endpoint", ["login", "refresh", "logout", "users"])
+def test_a_redirect_fault_answers_3xx_with_the_location(
+    killb_sandbox: KillBSandbox, endpoint: Endpoint
+) -> None:
+    # Given a redirect to another host injected on one endpoint
+    tokens = login(killb_sandbox).json()
+    elsewhere = "http://127.0.0.1:9/api/v2/auth/login"
+    killb_sandbox.inject(endpoint, Redirect(elsewhere, status=308))
+    methods = {"login": "POST", "refresh": "POST", "logout": "POST", "users": "GET"}
+    paths = {"login": "auth/login", "refresh": "auth/refresh", "logout": "auth/logout"}
+
+    # When that endpoint is asked, without following redirects
+    answer = requests.request(
+        methods[endpoint],
+        f"{killb_sandbox.base_url}/api/v2/{paths.get(endpoint, 'users')}",
+        json={"email": SANDBOX_EMAIL, "password": SANDBOX_PASSWORD},
+        headers={"Authorization": f"Bearer {tokens['accessToken']}"},
+        timeout=5,
+        allow_redirects=False,
+    )
+
+    # Then it answers the 3xx with the Location, and the next request is served normally
+    assert (answer.status_code, answer.headers["Location"]) == (308, elsewhere)
+    assert killb_sandbox.count(endpoint) == 1 + (endpoint == "login")
+    assert login(killb_sandbox).status_code == 201
+
+
+def test_a_redirect_defaults_to_307(killb_sandbox: KillBSandbox) -> None:
+    killb_sandbox.inject("login", Redirect("http://127.0.0.1:9/"))
+
+    answer = requests.post(
+        f"{killb_sandbox.base_url}/api/v2/auth/login", timeout=5, allow_redirects=False
+    )
+
+    assert answer.status_code == 307
+
+
 def test_clear_faults_forgets_the_faults_not_yet_used(killb_sandbox: KillBSandbox) -> None:
     killb_sandbox.inject("login", ErrorResponse(503), times=5)
 
@@ -283,29 +437,39 @@ def test_every_request_is_recorded(killb_sandbox: KillBSandbox) -> None:
 
 def test_count_tells_requests_per_endpoint(killb_sandbox: KillBSandbox) -> None:
     tokens = login(killb_sandbox).json()
-    refresh(killb_sandbox, tokens["refreshToken"])
-    users(killb_sandbox, tokens["accessToken"])
-    users(killb_sandbox, tokens["accessToken"])
+    renewed = refresh(killb_sandbox, tokens["refreshToken"]).json()
+    users(killb_sandbox, renewed["accessToken"])
+    users(killb_sandbox, renewed["accessToken"])
+    logout(killb_sandbox, renewed["accessToken"])
 
-    counts = [killb_sandbox.count(e) for e in ("login", "refresh", "users", "any")]
-    assert counts == [1, 1, 2, 4]
-
-
-def test_reset_forgets_tokens_faults_and_requests(killb_sandbox: KillBSandbox) -> None:
-    access_token = login(killb_sandbox).json()["accessToken"]
-    killb_sandbox.inject("login", ErrorResponse(503))
-
-    killb_sandbox.reset()
-
-    assert not killb_sandbox.is_valid_access_token(access_token)
-    assert killb_sandbox.issued_access_tokens() == []
-    assert login(killb_sandbox).status_code == 201
-    assert killb_sandbox.count("any") == 1
+    counts = [killb_sandbox.count(e) for e in ("login", "refresh", "users", "logout", "any")]
+    assert counts == [1, 1, 2, 1, 5]
 
 
 def test_the_sandbox_refuses_to_serve_beyond_loopback() -> None:
     with pytest.raises(ValueError, match="loopback"):
         KillBSandbox().start(host="192.0.2.10")
+
+
+def test_the_sandbox_serves_beyond_loopback_only_when_allowed() -> None:
+    # Given a sandbox told it may bind every interface (as `sam local` needs, for the Docker
+    # bridge)
+    sandbox = KillBSandbox({SANDBOX_EMAIL: Account(SANDBOX_PASSWORD)})
+    sandbox.start(host="0.0.0.0", allow_non_loopback=True)  # noqa: S104 - the point of the test
+    try:
+        port = sandbox.base_url.rsplit(":", 1)[1]
+
+        # When a client logs in through one of those interfaces
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/api/v2/auth/login",
+            json={"email": SANDBOX_EMAIL, "password": SANDBOX_PASSWORD},
+            timeout=5,
+        )
+    finally:
+        sandbox.stop()
+
+    # Then it is served
+    assert answer.status_code == 201
 
 
 # The command line

@@ -1,5 +1,9 @@
-"""KillB's auth API over HTTP: log in, refresh, and turn every answer into a TokenSet or one of
-the project's errors. Knows nothing of AWS; the only module that imports requests/urllib3.
+"""KillB's auth API over HTTP: log in, refresh, log out, and turn every answer into a TokenSet or
+one of the project's errors. Knows nothing of AWS; the only module that imports requests.
+
+Every call goes through one retry loop, `KillBAuthClient._send`, which a reader can follow top to
+bottom: one attempt (`_attempt`), what the answer means (`_read_*`), and the pause before the next
+attempt, decided in one place (`_pause`). urllib3 retries nothing and follows no redirect.
 """
 
 from __future__ import annotations
@@ -10,22 +14,14 @@ import random
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, Self
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    InvalidHeader,
-    MaxRetryError,
-    NewConnectionError,
-    ReadTimeoutError,
-    ResponseError,
-)
-from urllib3.response import BaseHTTPResponse
-from urllib3.util.retry import Retry
 
 from killb_broker import __version__
 from killb_broker.config import secure_base_url
@@ -38,87 +34,61 @@ from killb_broker.errors import (
     UnexpectedResponse,
 )
 from killb_broker.observability import logger
-from killb_broker.tokens import TokenSet
+from killb_broker.tokens import TokenSet, fingerprint, is_visible_ascii
 
 LOGIN_PATH = "/api/v2/auth/login"
 REFRESH_PATH = "/api/v2/auth/refresh"
+LOGOUT_PATH = "/api/v2/auth/logout"
 USER_AGENT = f"killb-credential-broker/{__version__}"
 
 INVALID_CREDENTIALS = "AUTH.0001"
+# A longer expiresIn is not believed (a KillB bug, a proxy's rewrite): read as 24 hours.
+MAX_EXPIRES_IN_MS = 86_400_000
 
-RETRYABLE_STATUSES = frozenset({429, *range(500, 600)})
 # KillB's codes look like AUTH.0001; anything else in that field is not repeated in our messages.
 _ERROR_CODE = re.compile(r"[A-Z][A-Z_]{0,15}\.[0-9]{1,6}")
 
 
-@dataclass(slots=True)
-class _CallBudget:
-    """What one login or refresh may still spend, shared by every copy of its Retry."""
+class _Failure(StrEnum):
+    """Why a request got no HTTP answer, in words that hold no URL and no connection detail."""
 
-    deadline_at: float  # time.monotonic() after which no new attempt starts
-    max_retries: int
-    retries_used: int = 0
+    TIMED_OUT = "timed out"
+    CONNECTION = "failed to connect, or lost the connection"
+    TLS = "failed the TLS handshake or the certificate check"  # a retry will not mend it
+    OTHER = "could not be sent"
+
+    @classmethod
+    def of(cls, error: requests.RequestException) -> _Failure:
+        # SSLError is a ConnectionError, so it is asked first.
+        if isinstance(error, requests.exceptions.SSLError):
+            return cls.TLS
+        if isinstance(error, requests.Timeout):
+            return cls.TIMED_OUT
+        if isinstance(error, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
+            return cls.CONNECTION
+        return cls.OTHER
 
     @property
-    def retries_left(self) -> int:
-        return self.max_retries - self.retries_used
-
-
-class _BoundedRetry(Retry):
-    """urllib3's Retry, bounded by the call's deadline and with Retry-After capped.
-
-    urllib3 copies a Retry on every increment (Retry.new), so the budget is shared by reference.
-    """
-
-    # Only status_forcelist decides: 413 with Retry-After is a 4xx and is never retried.
-    RETRY_AFTER_STATUS_CODES = frozenset()
-
-    def __init__(
-        self, *args: Any, budget: _CallBudget, max_retry_after: float, **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.budget = budget
-        self.max_retry_after = max_retry_after
-
-    def new(self, **kw: Any) -> Self:
-        kw.setdefault("budget", self.budget)
-        kw.setdefault("max_retry_after", self.max_retry_after)
-        return super().new(**kw)
-
-    def parse_retry_after(self, retry_after: str) -> float:
-        return min(super().parse_retry_after(retry_after), self.max_retry_after)
-
-    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
-        try:
-            return super().get_retry_after(response)
-        except InvalidHeader:
-            return None  # an unreadable Retry-After falls back to the exponential backoff
-
-    def increment(
-        self,
-        method: str | None = None,
-        url: str | None = None,
-        response: BaseHTTPResponse | None = None,
-        error: Exception | None = None,
-        _pool: Any = None,
-        _stacktrace: TracebackType | None = None,
-    ) -> Self:
-        retry = super().increment(method, url, response, error, _pool, _stacktrace)
-        next_sleep = retry.get_backoff_time()
-        if response is not None and self.respect_retry_after_header:
-            next_sleep = self.get_retry_after(response) or next_sleep
-        if time.monotonic() + next_sleep > self.budget.deadline_at:
-            reason = error or ResponseError("the call's deadline would pass")
-            raise MaxRetryError(_pool, url, reason) from reason
-        self.budget.retries_used += 1
-        return retry
+    def retryable(self) -> bool:
+        return self in (_Failure.TIMED_OUT, _Failure.CONNECTION)
 
 
 class KillBAuthClient:
-    """Logs in to KillB and refreshes its tokens, with timeouts, bounded retries and typed errors.
+    """Logs in to KillB, refreshes and logs out its sessions, with timeouts, one bounded retry
+    loop and typed errors.
 
-    One call (login or refresh) makes at most 1 + max_retries attempts, and none starts after
-    `deadline` seconds. Not for use by several threads at once (as requests.Session).
+    One call makes at most 1 + max_retries attempts. Retried: 5xx, 429, a timeout, a refused or
+    dropped connection, and an answer that is not the JSON KillB documents. The pause before a
+    retry is KillB's Retry-After when it sent one, else exponential backoff with jitter; a pause
+    that would end after `deadline` seconds (counted from the call's start) ends the call at
+    once, with the last error (RateLimited, with its retry_after, for a 429).
+
+    Never retried: KillB's refusals (4xx) and a TLS failure. A redirect (3xx) is never followed,
+    so a password, refresh token or access token never goes to another host: it is a refusal
+    (KillBError, not retried), since asking again gets the same redirect; an operator has to
+    look at KILLB_BASE_URL or at KillB.
+
+    Not for use by several threads at once (as requests.Session).
     """
 
     def __init__(
@@ -129,22 +99,26 @@ class KillBAuthClient:
         timeout: float = 10.0,
         max_retries: int = 3,
         backoff_factor: float = 0.5,
-        max_retry_after: float = 20.0,
         deadline: float = 60.0,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """timeout is both the connect and the read timeout of each attempt. An empty api_key
+        means none; one an HTTP header cannot carry is a ValueError naming the field only."""
+        if api_key and not is_visible_ascii(api_key):
+            raise ValueError("apiKey: holds characters an HTTP header cannot carry")
         self.base_url = secure_base_url(base_url)
         self._api_key = api_key
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff_factor = backoff_factor
-        self.max_retry_after = max_retry_after
         self.deadline = deadline
         self._clock = clock
-        self._adapter = HTTPAdapter()
+        self._sleep = sleep
         self._session = requests.Session()
-        self._session.mount("https://", self._adapter)
-        self._session.mount("http://", self._adapter)
+        adapter = HTTPAdapter(max_retries=0)  # the loop in _send is the only one
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
         self._session.headers.update(
             {
                 "User-Agent": USER_AGENT,
@@ -175,142 +149,212 @@ class KillBAuthClient:
 
     def login(self, email: str, password: str) -> TokenSet:
         """A new session for the account. InvalidCredentials when KillB refuses the login."""
-        return self._call("login", LOGIN_PATH, {"email": email, "password": password})
+        body = {"email": email, "password": password}
+        return self._send("login", LOGIN_PATH, self._read_tokens, body=body)
 
     def refresh(self, refresh_token: str) -> TokenSet:
         """New tokens for a refresh token. TokenRejected when KillB refuses it: log in instead."""
-        return self._call("refresh", REFRESH_PATH, {"refreshToken": refresh_token})
+        body = {"refreshToken": refresh_token}
+        return self._send("refresh", REFRESH_PATH, self._read_tokens, body=body)
 
-    def _call(self, endpoint: str, path: str, body: dict[str, str]) -> TokenSet:
+    def logout(self, access_token: str) -> None:
+        """Ends the access token's session at KillB: its access and refresh tokens stop working.
+
+        TokenRejected when KillB refuses the token (401/403: already revoked, expired or
+        unknown), KillBError for another refusal, KillBUnavailable when KillB gives no answer.
+        """
+        if not is_visible_ascii(access_token):
+            # Stored tokens are checked on the way in; this keeps a bad one out of a header.
+            error = TokenRejected("the access token cannot be sent in a header: not sent")
+            self._log("logout", time.monotonic(), 0, None, None, error=error)
+            raise error
+        headers = {"Authorization": f"Bearer {access_token}"}
+        self._send("logout", LOGOUT_PATH, self._read_logout, headers=headers, about=access_token)
+
+    # The one retry loop
+
+    def _send[T](
+        self,
+        endpoint: str,
+        path: str,
+        read: Callable[[str, requests.Response, float], T],
+        *,
+        body: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        about: str | None = None,
+    ) -> T:
+        """One call, retried as the class says; `about` is the token the call is about, whose
+        fingerprint the log line carries (a new token set's own, when the call returns one)."""
         started = time.monotonic()
-        budget = _CallBudget(deadline_at=started + self.deadline, max_retries=self.max_retries)
-        status: int | None = None
-        try:
-            while True:
-                response = self._post(endpoint, path, body, budget)
-                status = response.status_code
+        attempts = 0
+        while True:
+            attempts += 1
+            answer = self._attempt(path, body, headers)
+            status = answer.status_code if isinstance(answer, requests.Response) else None
+            if isinstance(answer, _Failure):
+                error: KillBError = KillBUnavailable(f"KillB {endpoint} {answer}")
+                retryable, retry_after = answer.retryable, None
+            else:
+                answered_at = self._clock()
                 try:
-                    tokens = self._tokens_or_error(endpoint, response, answered_at=self._clock())
-                    break
-                except UnexpectedResponse:
-                    # Not KillB's JSON is "KillB unavailable", as a 5xx is: ask again, bounded.
-                    if not self._may_retry(budget):
-                        raise
-                    self._sleep_before_retry(budget)
-        except KillBError as error:
-            self._log(endpoint, started, budget, status, error=error)
-            raise
-        self._log(endpoint, started, budget, status, fingerprint=tokens.fingerprint)
-        return tokens
+                    result = read(endpoint, answer, answered_at)
+                except KillBError as refused_or_unusable:
+                    error = refused_or_unusable
+                else:
+                    token = result.access_token if isinstance(result, TokenSet) else about
+                    self._log(endpoint, started, attempts, status, token)
+                    return result
+                # Everything KillB did not answer usably is worth asking again; refusals are not.
+                retryable = isinstance(error, KillBUnavailable)
+                retry_after = _retry_after(answer, answered_at)
+            pause = self._pause(attempts, retry_after, started) if retryable else None
+            if pause is None:
+                self._log(endpoint, started, attempts, status, about, error=error)
+                raise error
+            self._sleep(pause)
 
-    def _post(
-        self, endpoint: str, path: str, body: dict[str, str], budget: _CallBudget
-    ) -> requests.Response:
-        # The Retry carries this call's budget, so it is set on the adapter per call.
-        self._adapter.max_retries = _BoundedRetry(
-            total=budget.retries_left,
-            connect=budget.retries_left,
-            read=budget.retries_left,
-            status=budget.retries_left,
-            other=0,  # a TLS failure will not go away on a retry
-            allowed_methods=None,  # POST too: a repeated login or refresh is harmless
-            status_forcelist=RETRYABLE_STATUSES,
-            backoff_factor=self.backoff_factor,
-            backoff_jitter=self.backoff_factor,
-            backoff_max=self.deadline,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-            budget=budget,
-            max_retry_after=self.max_retry_after,
-        )
+    def _attempt(
+        self, path: str, body: dict[str, str] | None, headers: dict[str, str] | None
+    ) -> requests.Response | _Failure:
         try:
             return self._session.post(
                 self.base_url + path,
-                data=json.dumps(body),
+                data=json.dumps(body) if body is not None else None,
+                headers=headers,
                 timeout=(self.timeout, self.timeout),
                 allow_redirects=False,  # a redirect must not carry the password elsewhere
             )
         except requests.RequestException as error:
-            failure = _failure(error)
-        # Raised out here, so the requests exception (which holds the request, its body and
-        # headers) is neither the cause nor the context of ours.
-        raise KillBUnavailable(
-            f"KillB {endpoint} {failure} after {budget.retries_used + 1} attempts"
-        )
+            # Returned, not raised: requests' exception holds the request, its body and headers,
+            # and must be neither the cause nor the context of the error the caller sees.
+            return _Failure.of(error)
 
-    def _may_retry(self, budget: _CallBudget) -> bool:
-        return budget.retries_left > 0 and (
-            time.monotonic() + self._backoff(budget) <= budget.deadline_at
-        )
+    def _pause(self, attempts: int, retry_after: float | None, started: float) -> float | None:
+        """Seconds to wait before the next attempt, or None: stop now.
 
-    def _backoff(self, budget: _CallBudget) -> float:
-        # urllib3's formula: no sleep before the first retry, then factor * 2^n.
-        if budget.retries_used == 0:
-            return 0.0
-        return self.backoff_factor * 2.0**budget.retries_used
+        KillB's Retry-After when it sent one (never less), else exponential backoff with jitter.
+        """
+        if attempts > self.max_retries:
+            return None
+        if retry_after is not None:
+            pause = retry_after
+        else:
+            jitter = random.uniform(0, self.backoff_factor)  # noqa: S311 - jitter, not a secret
+            pause = self.backoff_factor * 2.0 ** (attempts - 1) + jitter
+        if time.monotonic() + pause > started + self.deadline:
+            return None
+        return pause
 
-    def _sleep_before_retry(self, budget: _CallBudget) -> None:
-        pause = self._backoff(budget)
-        if pause:
-            pause += random.random() * self.backoff_factor  # noqa: S311 - jitter, not a secret
-            time.sleep(max(0.0, min(pause, budget.deadline_at - time.monotonic())))
-        budget.retries_used += 1
+    # What an answer means
 
-    def _tokens_or_error(
+    def _read_tokens(
         self, endpoint: str, response: requests.Response, answered_at: float
     ) -> TokenSet:
-        status = response.status_code
-        if status in (200, 201):
-            return _token_set(response, answered_at)
-        error_code = _error_code(response)
-        if status == 429:
-            raise RateLimited(
-                f"KillB rate-limited the {endpoint}",
-                status=status,
-                error_code=error_code,
-                retry_after=_retry_after(response),
-            )
-        if status >= 500:
-            raise KillBUnavailable(
-                f"KillB failed to answer the {endpoint}", status=status, error_code=error_code
-            )
-        if 400 <= status < 500:
-            if endpoint == "login":
-                if status in (400, 401, 403) or error_code == INVALID_CREDENTIALS:
-                    raise InvalidCredentials(
-                        "KillB refused the login", status=status, error_code=error_code
-                    )
-                raise KillBError("KillB refused the login", status=status, error_code=error_code)
-            # Any refusal of a refresh token has one answer: log in again.
-            raise TokenRejected(
-                "KillB refused the refresh token", status=status, error_code=error_code
-            )
-        raise UnexpectedResponse(
-            f"KillB answered the {endpoint} with an unexpected status", status=status
+        _raise_unless_success(endpoint, response, answered_at)
+        body = _json_object(response) or {}
+        access_token, refresh_token, expires_in = (
+            body.get(key) for key in ("accessToken", "refreshToken", "expiresIn")
         )
+        if (
+            not is_visible_ascii(access_token)
+            or not is_visible_ascii(refresh_token)
+            or isinstance(expires_in, bool)
+            or not isinstance(expires_in, int | float)
+            or not math.isfinite(expires_in)
+            or expires_in <= 0
+        ):
+            raise UnexpectedResponse(
+                "KillB's answer is not the token JSON it documents", status=response.status_code
+            )
+        if expires_in > MAX_EXPIRES_IN_MS:
+            logger.warning(
+                "KillB's expiresIn is suspicious: more than 24 hours, read as 24 hours",
+                extra={
+                    "killb_endpoint": endpoint,
+                    "expires_in_ms": expires_in,
+                    "token_fingerprint": fingerprint(access_token),
+                },
+            )
+            expires_in = MAX_EXPIRES_IN_MS
+        # expiresIn is in milliseconds (KillB's own Python SDK reads it as seconds).
+        return TokenSet(
+            access_token=access_token,
+            refresh_token=refresh_token,
+            expires_at=int(answered_at + expires_in / 1000),
+            obtained_at=int(answered_at),
+        )
+
+    def _read_logout(self, endpoint: str, response: requests.Response, answered_at: float) -> None:
+        _raise_unless_success(endpoint, response, answered_at)  # the body says nothing more
 
     def _log(
         self,
         endpoint: str,
         started: float,
-        budget: _CallBudget,
+        attempts: int,
         status: int | None,
+        token: str | None,
         *,
-        fingerprint: str | None = None,
         error: KillBError | None = None,
     ) -> None:
         fields: dict[str, Any] = {
             "killb_endpoint": endpoint,
             "killb_status": status,
-            "attempts": budget.retries_used + 1,
+            "attempts": attempts,
             "duration_ms": round((time.monotonic() - started) * 1000),
         }
-        if fingerprint:
-            logger.info("KillB call succeeded", extra={**fields, "token_fingerprint": fingerprint})
+        if token is not None:
+            fields["token_fingerprint"] = fingerprint(token)
+        if error is None:
+            logger.info("KillB call succeeded", extra=fields)
         else:
             # The error's message is ours: status and errorCode only, never KillB's text.
             fields |= {"error": type(error).__name__, "error_message": str(error)}
             logger.warning("KillB call failed", extra=fields)
+
+
+def _raise_unless_success(endpoint: str, response: requests.Response, answered_at: float) -> None:
+    """Nothing for 200/201; otherwise the error that KillB's answer means for this endpoint."""
+    status = response.status_code
+    if status in (200, 201):
+        return
+    error_code = _error_code(response)
+    if status == 429:
+        raise RateLimited(
+            f"KillB rate-limited the {endpoint}",
+            status=status,
+            error_code=error_code,
+            retry_after=_retry_after(response, answered_at),
+        )
+    if status >= 500:
+        raise KillBUnavailable(
+            f"KillB failed to answer the {endpoint}", status=status, error_code=error_code
+        )
+    if 300 <= status < 400:
+        raise KillBError(f"KillB redirected the {endpoint} elsewhere: not followed", status=status)
+    if 400 <= status < 500:
+        raise _refusal(endpoint, status, error_code)
+    raise UnexpectedResponse(
+        f"KillB answered the {endpoint} with an unexpected status", status=status
+    )
+
+
+def _refusal(endpoint: str, status: int, error_code: str | None) -> KillBError:
+    """What a 4xx means: the credentials, the token, or some other refusal."""
+    if endpoint == "login":
+        if status in (400, 401, 403) or error_code == INVALID_CREDENTIALS:
+            return InvalidCredentials(
+                "KillB refused the login", status=status, error_code=error_code
+            )
+        return KillBError("KillB refused the login", status=status, error_code=error_code)
+    if endpoint == "refresh":
+        # Any refusal of a refresh token has one answer: log in again.
+        return TokenRejected(
+            "KillB refused the refresh token", status=status, error_code=error_code
+        )
+    if status in (401, 403):
+        return TokenRejected("KillB refused the access token", status=status, error_code=error_code)
+    return KillBError(f"KillB refused the {endpoint}", status=status, error_code=error_code)
 
 
 def _json_object(response: requests.Response) -> dict[str, Any] | None:
@@ -321,33 +365,6 @@ def _json_object(response: requests.Response) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _token_set(response: requests.Response, answered_at: float) -> TokenSet:
-    body = _json_object(response) or {}
-    access_token, refresh_token, expires_in = (
-        body.get(key) for key in ("accessToken", "refreshToken", "expiresIn")
-    )
-    if (
-        not isinstance(access_token, str)
-        or not access_token
-        or not isinstance(refresh_token, str)
-        or not refresh_token
-        or isinstance(expires_in, bool)
-        or not isinstance(expires_in, int | float)
-        or not math.isfinite(expires_in)
-        or expires_in <= 0
-    ):
-        raise UnexpectedResponse(
-            "KillB's answer is not the token JSON it documents", status=response.status_code
-        )
-    # expiresIn is in milliseconds (KillB's own Python SDK reads it as seconds).
-    return TokenSet(
-        access_token=access_token,
-        refresh_token=refresh_token,
-        expires_at=int(answered_at + expires_in / 1000),
-        obtained_at=int(answered_at),
-    )
-
-
 def _error_code(response: requests.Response) -> str | None:
     code = (_json_object(response) or {}).get("errorCode")
     if isinstance(code, str) and _ERROR_CODE.fullmatch(code):
@@ -355,21 +372,16 @@ def _error_code(response: requests.Response) -> str | None:
     return None
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    """KillB's Retry-After in seconds, uncapped: the caller decides how long to stay away."""
+def _retry_after(response: requests.Response, now: float) -> float | None:
+    """KillB's Retry-After in seconds (delta-seconds or an HTTP-date), uncapped; None when
+    absent or unreadable (the backoff decides then)."""
     value = response.headers.get("Retry-After", "").strip()
-    return float(value) if value.isdigit() else None
-
-
-def _failure(error: requests.RequestException) -> str:
-    """What went wrong, in words that hold no URL and no detail of the connection."""
-    if isinstance(error, requests.Timeout):
-        return "timed out"
-    reason = (
-        error.args[0].reason if error.args and isinstance(error.args[0], MaxRetryError) else None
-    )
-    if isinstance(reason, ReadTimeoutError) or (
-        isinstance(reason, ConnectTimeoutError) and not isinstance(reason, NewConnectionError)
-    ):
-        return "timed out"
-    return "failed to connect, or lost the connection,"
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # "-0000" reads as no zone; HTTP dates are GMT
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, moment.timestamp() - now)

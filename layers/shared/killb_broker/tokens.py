@@ -9,11 +9,18 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeIs
 
 
 def fingerprint(token: str) -> str:
     """The first 12 hex digits of the token's SHA-256: tells tokens apart in logs, safely."""
     return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def is_visible_ascii(value: object) -> TypeIs[str]:
+    """True for a non-empty str of visible ASCII only (0x21-0x7E): what a header value or a
+    token may be. A space, CR, LF, NUL, a non-ASCII letter or a padded end all fail it."""
+    return isinstance(value, str) and value != "" and all("!" <= c <= "~" for c in value)
 
 
 class TokenState(StrEnum):
