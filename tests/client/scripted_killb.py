@@ -4,10 +4,14 @@ and records the headers and body of every request it received."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.client.scripted_broker import json_response, refused
+from broker_server import serve_broker
+
+from tests.client.scripted_broker import ACCOUNT_ID, json_response, refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +60,12 @@ class ScriptedKillB:
     @property
     def bearers(self) -> list[str | None]:
         return [request.bearer for request in self.received]
+
+
+@contextmanager
+def serve_killb() -> Iterator[ScriptedKillB]:
+    """A ScriptedKillB served on a loopback port of its own (so an origin of its own)."""
+    fake = ScriptedKillB()
+    with serve_broker(fake, caller_arn=None, account_id=ACCOUNT_ID) as api:
+        fake.base_url = api.base_url
+        yield fake

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from broker_server import BrokerServer, serve_broker
+from broker_server import BrokerServer
 
 from killb_broker_client import (
     BrokerAuth,
@@ -21,34 +21,28 @@ from killb_broker_client import (
 )
 from tests.client.scripted_broker import (
     ACCESS_TOKEN,
-    ACCOUNT_ID,
     API_KEY,
     ScriptedBroker,
     issued,
     issued_headers,
     refused,
 )
-from tests.client.scripted_killb import ScriptedKillB, redirect, token_refused
+from tests.client.scripted_killb import ScriptedKillB, redirect, serve_killb, token_refused
 
 NEXT_TOKEN = "kb-access-token-next-7d6c5b4a"
 
 
-def served() -> Iterator[ScriptedKillB]:
-    fake = ScriptedKillB()
-    with serve_broker(fake, caller_arn=None, account_id=ACCOUNT_ID) as api:
-        fake.base_url = api.base_url
-        yield fake
-
-
 @pytest.fixture
 def killb() -> Iterator[ScriptedKillB]:
-    yield from served()
+    with serve_killb() as fake:
+        yield fake
 
 
 @pytest.fixture
 def elsewhere() -> Iterator[ScriptedKillB]:
     """Whatever a redirect points at: the same host on another port, so another origin."""
-    yield from served()
+    with serve_killb() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -206,7 +206,7 @@ class BrokerAuth(AuthBase):
             self._issued = None
             self._rejected = rejected
 
-    def headers_after_rejection(self, rejected: str) -> dict[str, str] | None:
+    def _headers_after_rejection(self, rejected: str) -> dict[str, str] | None:
         """Headers with another token than the rejected one, or None when the broker has none.
 
         Reported only while the cache still holds the rejected token: when another thread
@@ -340,7 +340,7 @@ class _ResponseHook:
         # this 401 is not about a token BrokerAuth sent.
         if not sent.startswith(BEARER) or not isinstance(request.body, bytes | str | None):
             return response  # a streamed body cannot be sent twice
-        new_headers = self._auth.headers_after_rejection(fingerprint(sent.removeprefix(BEARER)))
+        new_headers = self._auth._headers_after_rejection(fingerprint(sent.removeprefix(BEARER)))
         if new_headers is None:
             return response
         # Read and release the first answer, so the retry may reuse its connection.
