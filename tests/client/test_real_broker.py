@@ -5,6 +5,7 @@ Secrets Manager is moto's; the broker is functions/broker/app.py, loaded as a co
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from killb_broker.tokens import AccessToken, fingerprint
 from killb_broker_client import BrokerAccessDenied, BrokerAuth, BrokerUnavailable
+from killb_broker_client.cli import main
 from killb_broker_client.signing import sigv4_headers
 from tests.client.openapi_document import assert_matches, component_response, documented_response
 from tests.client.scripted_broker import ACCESS_TOKEN, ACCOUNT_ID, API_KEY, CALLER_ARN
@@ -115,6 +117,31 @@ def test_unsigned_request_403_matches_the_document(real_broker: RealBroker) -> N
 
     assert response.status_code == 403
     assert_matches(response, documented_response("/v1/auth-headers", "GET", 403))
+
+
+def test_cli_health_of_a_fresh_token_prints_ok_and_exits_0(
+    real_broker: RealBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["health", "--api-url", real_broker.api.base_url])
+
+    printed = json.loads(capsys.readouterr().out)
+    assert (status, printed["status"]) == (0, "ok")
+    assert printed["expiresIn"] > 3500
+
+
+def test_cli_health_of_a_missing_token_prints_missing_and_exits_3(
+    real_broker: RealBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real_broker.store("{}")
+
+    status = main(["health", "--api-url", real_broker.api.base_url])
+
+    assert status == 3
+    assert json.loads(capsys.readouterr().out) == {
+        "status": "missing",
+        "expiresAt": None,
+        "expiresIn": None,
+    }
 
 
 def test_caller_not_allowed_raises_access_denied_with_broker_0002(

@@ -340,6 +340,10 @@ class _ResponseHook:
         # this 401 is not about a token BrokerAuth sent.
         if not sent.startswith(BEARER) or not isinstance(request.body, bytes | str | None):
             return response  # a streamed body cannot be sent twice
+        # requests' own adapters set it; a stand-in transport (a test double) may not.
+        connection = getattr(response, "connection", None)
+        if connection is None:
+            return response
         new_headers = self._auth._headers_after_rejection(fingerprint(sent.removeprefix(BEARER)))
         if new_headers is None:
             return response
@@ -351,7 +355,7 @@ class _ResponseHook:
         # requests follows the retry's redirects by copying the first request: it must carry
         # the new headers, and lose them when the redirect leaves the origin.
         request.headers.update(new_headers)
-        retried = response.connection.send(retry, **kwargs)
+        retried: requests.Response = connection.send(retry, **kwargs)
         retried.history.append(response)
         retried.request = retry
         if retried.is_redirect:
