@@ -4,6 +4,7 @@ redirect may take along, and how a 401 for the token sent is reported and retrie
 from __future__ import annotations
 
 import io
+import threading
 import traceback
 from collections.abc import Iterator
 
@@ -304,6 +305,38 @@ def test_a_late_401_for_a_token_already_replaced_is_retried_without_a_report(
     assert response.status_code == 200
     assert killb.bearers == [ACCESS_TOKEN, NEXT_TOKEN, ACCESS_TOKEN, NEXT_TOKEN]
     assert reported(broker) == [None, fingerprint(ACCESS_TOKEN)]
+
+
+def test_threads_refused_at_once_share_one_report(
+    broker: ScriptedBroker, broker_api: BrokerServer, killb: ScriptedKillB
+) -> None:
+    # Given one BrokerAuth shared by five threads, whose token KillB now refuses, and a broker
+    # that holds its answer to the report while the other refusals come in
+    auth = BrokerAuth(broker_api.base_url)
+    auth.headers()
+    broker.script(issued(), issued(NEXT_TOKEN))
+    killb.refused_tokens = {ACCESS_TOKEN}
+    broker.release.clear()
+    statuses: list[int] = []
+
+    def call_killb() -> None:
+        with requests.Session() as session:
+            session.auth = auth
+            statuses.append(session.get(f"{killb.base_url}/api/v2/users", timeout=10).status_code)
+
+    # When the five call KillB at once
+    workers = [threading.Thread(target=call_killb) for _ in range(5)]
+    for worker in workers:
+        worker.start()
+    threading.Event().wait(0.3)
+    broker.release.set()
+    for worker in workers:
+        worker.join(timeout=10)
+
+    # Then each got 200 on its retry, and the broker heard of the token once
+    assert statuses == [200] * 5
+    assert reported(broker) == [None, fingerprint(ACCESS_TOKEN)]
+    assert sorted(killb.bearers, key=str) == sorted([ACCESS_TOKEN] * 5 + [NEXT_TOKEN] * 5)
 
 
 def test_the_retry_sends_the_same_body_again(
