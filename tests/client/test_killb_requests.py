@@ -308,24 +308,23 @@ def test_a_late_401_for_a_token_already_replaced_is_retried_without_a_report(
 
 
 def test_threads_refused_at_once_share_one_report(
-    broker: ScriptedBroker, broker_api: BrokerServer, killb: ScriptedKillB
+    broker: ScriptedBroker, session: requests.Session, killb: ScriptedKillB
 ) -> None:
-    # Given one BrokerAuth shared by five threads, whose token KillB now refuses, and a broker
-    # that holds its answer to the report while the other refusals come in
-    auth = BrokerAuth(broker_api.base_url)
-    auth.headers()
+    # Given five requests prepared with the token KillB now refuses, and a broker that holds
+    # its answer to the report while the other refusals come in
+    url = f"{killb.base_url}/api/v2/users"
+    prepared = [session.prepare_request(requests.Request("GET", url)) for _ in range(5)]
     broker.script(issued(), issued(NEXT_TOKEN))
     killb.refused_tokens = {ACCESS_TOKEN}
     broker.release.clear()
     statuses: list[int] = []
 
-    def call_killb() -> None:
-        with requests.Session() as session:
-            session.auth = auth
-            statuses.append(session.get(f"{killb.base_url}/api/v2/users", timeout=10).status_code)
+    def send(request: requests.PreparedRequest) -> None:
+        with requests.Session() as own:
+            statuses.append(own.send(request, timeout=10).status_code)
 
-    # When the five call KillB at once
-    workers = [threading.Thread(target=call_killb) for _ in range(5)]
+    # When the five are sent at once
+    workers = [threading.Thread(target=send, args=(request,)) for request in prepared]
     for worker in workers:
         worker.start()
     threading.Event().wait(0.3)
