@@ -22,6 +22,7 @@ from tests.client.scripted_broker import (
     API_KEY,
     ScriptedBroker,
     issued,
+    issued_headers,
     json_response,
     refused,
 )
@@ -53,6 +54,20 @@ def test_env_format_prints_shell_assignments(
         f"export KILLB_AUTHORIZATION='Bearer {ACCESS_TOKEN}'",
         f"export KILLB_API_KEY={API_KEY}",
     ]
+
+
+def test_env_format_names_any_other_header_as_a_shell_variable(
+    broker: ScriptedBroker, broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a broker that also sends a header the CLI has no name for
+    broker.script(
+        issued_headers({"Authorization": f"Bearer {ACCESS_TOKEN}", "x-killb-tenant": "t-1"})
+    )
+
+    status = main(["headers", "--api-url", broker_api.base_url, "--format", "env"])
+
+    assert status == 0
+    assert capsys.readouterr().out.splitlines()[1] == "export KILLB_X_KILLB_TENANT=t-1"
 
 
 def test_curl_format_prints_header_arguments_a_shell_reads_back(

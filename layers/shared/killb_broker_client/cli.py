@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -106,11 +107,15 @@ def parser() -> argparse.ArgumentParser:
     return cli
 
 
+def env_name(header: str) -> str:
+    """The shell variable for a header: a name a shell accepts, whatever the header is called."""
+    return ENV_NAMES.get(header) or "KILLB_" + re.sub(r"[^A-Za-z0-9]", "_", header).upper()
+
+
 def render(headers: dict[str, str], output_format: str) -> str:
     if output_format == "env":
         return "\n".join(
-            f"export {ENV_NAMES.get(name, name)}={shlex.quote(value)}"
-            for name, value in headers.items()
+            f"export {env_name(name)}={shlex.quote(value)}" for name, value in headers.items()
         )
     if output_format == "curl":
         return " ".join(f"-H {shlex.quote(f'{name}: {value}')}" for name, value in headers.items())
