@@ -1,8 +1,16 @@
-"""The evidence tests reuse the integration tests' refresher world (moto, sandbox, clock)."""
+"""The evidence tests drive the refresher as deployed (tests/refresher_harness.py)."""
 
-from tests.integration.test_refresher import (  # noqa: F401 - fixtures, found by name
+import pytest
+
+from tests.refresher_harness import (  # noqa: F401 - fixtures, found by name
     clock,
-    logs_to_capsys,
     refresher,
     sandbox,
+    send_logger_to_capsys,
 )
+
+
+@pytest.fixture(autouse=True)
+def logs_to_capsys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every evidence test reads the shared Logger's lines from its captured output."""
+    send_logger_to_capsys(monkeypatch)

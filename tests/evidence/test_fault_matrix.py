@@ -3,8 +3,9 @@ throttling, refusal and failure on each read and write, at login and at refresh.
 
 Each case asserts the same three things: nothing stored is lost (each secret unchanged, or
 holding a token KillB accepts for at least as long), no secret reached the output, and the
-scheduled runs that follow recover without a human. tests/integration/test_refresher.py tells
-each behaviour once; this is the cross-product.
+scheduled runs that follow recover without a human. The refresher runs as deployed, on a fixed
+clock (tests/refresher_harness.py). tests/integration/test_refresher.py tells each behaviour
+once; this is the cross-product.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from killb_sandbox.server import (
     UnexpectedJson,
     every_token_issued,
 )
-from tests.integration.test_refresher import (
+from tests.refresher_harness import (
     ACCESS_TOKEN_ID,
     CREDENTIALS_ID,
-    KILLB_TIMEOUT,
+    KILLB_TIMEOUT_SECONDS,
     SESSION_ID,
     Refresher,
 )
@@ -49,7 +50,7 @@ KILLB_FAULTS: dict[str, Fault] = {
     "504": ErrorResponse(504),
     "429-with-retry-after": RateLimit(retry_after=1),
     "429-without-retry-after": RateLimit(retry_after=None),
-    "timeout": Delay(seconds=KILLB_TIMEOUT * 3),
+    "timeout": Delay(seconds=KILLB_TIMEOUT_SECONDS * 2),
     "dropped-connection": Drop(),
     "html-200": NotJson(),
     "html-502": NotJson(status=502),

@@ -107,6 +107,10 @@ def plain_http_listener() -> Iterator[tuple[int, list[int]]]:
                     continue
                 connections[0] += 1
                 with connection:
+                    # Read the ClientHello first: closing on unread data would send a reset,
+                    # which the client rightly takes for a lost connection, not a TLS failure.
+                    connection.settimeout(2)
+                    connection.recv(65536)
                     connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
         thread = threading.Thread(target=serve, daemon=True)
@@ -431,11 +435,10 @@ def test_the_backoff_grows_exponentially_with_jitter(killb_sandbox: KillBSandbox
     ):
         login(client)
 
-    # Then the n-th pause is 2^(n-1) s plus up to 1 s of jitter
+    # Then the n-th pause is 2^(n-1) s plus some jitter, up to 1 s
     assert len(sleep.pauses) == MAX_RETRIES
     for n, pause in enumerate(sleep.pauses, start=1):
-        assert 2 ** (n - 1) <= pause <= 2 ** (n - 1) + 1.0
-    assert len(set(sleep.pauses)) == MAX_RETRIES
+        assert 2 ** (n - 1) < pause <= 2 ** (n - 1) + 1.0
 
 
 def test_a_backoff_that_would_pass_the_deadline_ends_the_call_now(

@@ -1,25 +1,16 @@
-"""The refresher handler end to end: the files in events/, Secrets Manager in moto, and the local
-KillB sandbox over real HTTP. One test per rule of the contract's "The refresher"."""
+"""The refresher handler end to end, as deployed: the files in events/, settings from the
+environment only, Secrets Manager in moto, the local KillB sandbox over real HTTP, and a fixed
+clock (tests/refresher_harness.py). One test per rule of docs/spec.md, "Refresher"."""
 
 from __future__ import annotations
 
 import json
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
-from moto import mock_aws
 
-from killb_broker.client import KillBAuthClient
 from killb_broker.errors import ConfigurationError
-from killb_broker.observability import logger
-from killb_broker.policy import KillB
+from killb_broker.tokens import fingerprint
 from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
 from killb_sandbox.server import (
     Account,
@@ -27,181 +18,21 @@ from killb_sandbox.server import (
     Drop,
     ErrorResponse,
     Fault,
-    KillBSandbox,
     NotJson,
     RateLimit,
 )
-from tests.support import load_event, load_function
-
-if TYPE_CHECKING:
-    from mypy_boto3_secretsmanager import SecretsManagerClient
-
-SECRET_IDS = {
-    "CREDENTIALS_SECRET_ID": "killb-test/credentials",
-    "SESSION_SECRET_ID": "killb-test/session",
-    "ACCESS_TOKEN_SECRET_ID": "killb-test/access-token",
-}
-CREDENTIALS_ID, SESSION_ID, ACCESS_TOKEN_ID = SECRET_IDS.values()
-KILLB_RETRIES = 2  # so each KillB call makes 3 attempts at most
-KILLB_TIMEOUT = 0.5
-WRONG_PASSWORD = "pw-Wrong-0b9e4d"
-
-
-class Clock:
-    """Real time plus an offset a test moves forward; shared by the handler, client and sandbox."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
-@dataclass
-class Refresher:
-    """The loaded handler with everything around it, and what a test needs to look at."""
-
-    app: ModuleType
-    secrets: SecretsManagerClient
-    sandbox: KillBSandbox
-    clock: Clock
-    context: Any
-    capsys: pytest.CaptureFixture[str]
-    output: list[str] = field(default_factory=list)
-
-    def run(self, event_file: str = "refresher-scheduled.json") -> dict[str, Any]:
-        return self.invoke(load_event(event_file))
-
-    def invoke(self, event: Any) -> dict[str, Any]:
-        try:
-            summary: dict[str, Any] = self.app.lambda_handler(event, self.context)
-        finally:
-            self.output.append(self.capsys.readouterr().out)
-        return summary
-
-    def put_credentials(self, password: str = SANDBOX_PASSWORD, **extra: str) -> str:
-        value = {"email": SANDBOX_EMAIL, "password": password, **extra}
-        put = self.secrets.put_secret_value(SecretId=CREDENTIALS_ID, SecretString=json.dumps(value))
-        return put["VersionId"]
-
-    def secret(self, secret_id: str) -> tuple[str, str]:
-        """The current value and VersionId of a secret."""
-        answer = self.secrets.get_secret_value(SecretId=secret_id)
-        return answer["SecretString"], answer["VersionId"]
-
-    def secret_json(self, secret_id: str) -> Any:
-        return json.loads(self.secret(secret_id)[0])
-
-    def versions(self) -> tuple[str, str]:
-        return self.secret(SESSION_ID)[1], self.secret(ACCESS_TOKEN_ID)[1]
-
-    def metrics(self) -> dict[str, list[float]]:
-        """Every metric the last invocation emitted (EMF lines on stdout), by name."""
-        emitted: dict[str, list[float]] = {}
-        for line in self.output[-1].splitlines():
-            record = json.loads(line)
-            if "_aws" not in record:
-                continue
-            for definition in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
-                value = record[definition["Name"]]
-                emitted[definition["Name"]] = value if isinstance(value, list) else [value]
-        return emitted
-
-    def logs(self) -> list[dict[str, Any]]:
-        """The log records of the last invocation (JSON lines on stdout)."""
-        records = [json.loads(line) for line in self.output[-1].splitlines()]
-        return [record for record in records if "_aws" not in record]
-
-    def fail_next_put(self, secret_id: str, code: str = "AccessDeniedException") -> None:
-        """Secrets Manager refuses the next PutSecretValue to this secret, once."""
-        pending = [secret_id]
-
-        def refuse(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
-            # before-call sees the serialized request: the API parameters are its JSON body.
-            target = json.loads(params["body"])["SecretId"]
-            if target not in pending:
-                return None
-            pending.remove(target)
-            error = {"Error": {"Code": code, "Message": "refused by the test"}}
-            response = AWSResponse("https://test.invalid", 400, {}, None)  # type: ignore[arg-type]
-            return response, {**error, "ResponseMetadata": {"HTTPStatusCode": 400}}
-
-        self.app.STORE._client.meta.events.register_first(
-            "before-call.secrets-manager.PutSecretValue", refuse
-        )
-
-
-class CurrentStdout:
-    """Whatever sys.stdout is at the moment of writing (capsys swaps it per test phase)."""
-
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
-@pytest.fixture(autouse=True)
-def logs_to_capsys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The shared Logger keeps the stdout it found at import: send its lines to capsys."""
-    monkeypatch.setattr(logger.registered_handler, "stream", CurrentStdout())
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sandbox(clock: Clock) -> Iterator[KillBSandbox]:
-    with KillBSandbox({SANDBOX_EMAIL: Account(password=SANDBOX_PASSWORD)}, clock=clock) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def refresher(
-    sandbox: KillBSandbox,
-    clock: Clock,
-    monkeypatch: pytest.MonkeyPatch,
-    lambda_context: Any,
-    capsys: pytest.CaptureFixture[str],
-) -> Iterator[Refresher]:
-    """The stack's secrets as the template creates them, credentials put, the handler loaded."""
-    with mock_aws():
-        secrets = boto3.client("secretsmanager")
-        secrets.create_secret(
-            Name=CREDENTIALS_ID, SecretString=json.dumps({"email": "", "password": ""})
-        )
-        secrets.create_secret(Name=SESSION_ID, SecretString="{}")
-        secrets.create_secret(Name=ACCESS_TOKEN_ID, SecretString="{}")
-        for variable, secret_id in SECRET_IDS.items():
-            monkeypatch.setenv(variable, secret_id)
-        monkeypatch.setenv("KILLB_BASE_URL", sandbox.base_url)
-        monkeypatch.setenv("KILLB_TIMEOUT_SECONDS", "1")
-        monkeypatch.setenv("LOGIN_BACKOFF_SECONDS", "900")
-        app = load_function("refresher")
-
-        def small_backoff_client(api_key: str | None) -> KillB:
-            return KillBAuthClient(
-                sandbox.base_url,
-                api_key=api_key,
-                timeout=KILLB_TIMEOUT,
-                max_retries=KILLB_RETRIES,
-                backoff_factor=0.01,
-                max_retry_after=0.05,
-                deadline=10,
-                clock=clock,
-            )
-
-        monkeypatch.setattr(app, "killb_client", small_backoff_client)
-        monkeypatch.setattr(app, "clock", clock)
-        capsys.readouterr()
-        refresher = Refresher(app, secrets, sandbox, clock, lambda_context, capsys)
-        refresher.put_credentials()
-        yield refresher
+from tests.refresher_harness import (
+    ACCESS_TOKEN_ID,
+    CREDENTIALS_ID,
+    KILLB_ATTEMPTS,
+    KILLB_TIMEOUT_SECONDS,
+    SECRET_IDS,
+    SESSION_ID,
+    START,
+    WRONG_PASSWORD,
+    Refresher,
+)
+from tests.support import load_function
 
 
 def test_first_run_logs_in_and_publishes_the_session_and_the_access_token(
@@ -230,11 +61,10 @@ def test_expires_at_is_the_answer_time_plus_expires_in_seconds(refresher: Refres
     refresher.sandbox.set_token_lifetime_ms(1_200_000)
 
     # When the refresher logs in
-    before = int(refresher.clock())
     summary = refresher.run()
 
     # Then expiresAt is 1200 s after KillB answered, in whole seconds
-    assert before + 1200 <= summary["expiresAt"] <= int(refresher.clock()) + 1200
+    assert summary["expiresAt"] == START + 1200
 
 
 def test_first_run_emits_login_and_seconds_left_metrics(refresher: Refresher) -> None:
@@ -244,7 +74,7 @@ def test_first_run_emits_login_and_seconds_left_metrics(refresher: Refresher) ->
     # Then it counts the login and reports the seconds left on the token
     metrics = refresher.metrics()
     assert metrics["Logins"] == [1]
-    assert 3590 <= metrics["AccessTokenSecondsLeft"][0] <= 3600
+    assert metrics["AccessTokenSecondsLeft"] == [3600]
     assert "RefresherFailed" not in metrics
 
 
@@ -261,7 +91,7 @@ def test_run_inside_the_window_makes_no_killb_call_and_no_write(refresher: Refre
     assert refresher.sandbox.count("any") == 1
     assert refresher.versions() == versions
     assert summary["action"] == "noop"
-    assert 2390 <= refresher.metrics()["AccessTokenSecondsLeft"][0] <= 2400
+    assert refresher.metrics()["AccessTokenSecondsLeft"] == [2400]
 
 
 def test_duplicate_invocation_after_a_successful_run_makes_no_killb_call(
@@ -376,20 +206,23 @@ def test_new_credentials_version_ends_the_backoff_at_once(refresher: Refresher) 
 
 
 def test_backoff_ends_after_login_backoff_seconds(refresher: Refresher) -> None:
-    # Given a login backoff for rejected credentials
+    # Given KillB rejected the credentials at START, starting the 900 s login backoff
     refresher.put_credentials(password=WRONG_PASSWORD)
     refresher.run()
 
-    # When LOGIN_BACKOFF_SECONDS (900) have passed
+    # When a run comes one second before the backoff ends, and one at its end
     refresher.clock.advance(899)
-    inside = refresher.run()
+    refresher.run()
+    inside = refresher.metrics()
+    logins_inside = refresher.sandbox.count("login")
     refresher.clock.advance(1)
-    after = refresher.run()
+    refresher.run()
 
-    # Then the run inside made no call, the run after tried a login again
-    assert "login backoff" in inside["reason"]
-    assert "login rejected" in after["reason"]
+    # Then the run inside made no KillB call, the run at the end tried a login again
+    assert logins_inside == 1
+    assert inside["LoginBackoffActive"] == [1]
     assert refresher.sandbox.count("login") == 2
+    assert refresher.metrics()["LoginRejected"] == [1]
 
 
 def test_placeholder_credentials_fail_as_not_configured_without_a_killb_call(
@@ -406,7 +239,7 @@ def test_placeholder_credentials_fail_as_not_configured_without_a_killb_call(
     # Then KillB hears nothing, and the run fails saying so, with a metric and a log line
     assert refresher.sandbox.count("any") == 0
     assert summary == {"action": "failed", "expiresAt": None,
-                       "reason": "credentials not configured"}  # fmt: skip
+                       "reason": "credentials not configured: empty field email"}  # fmt: skip
     assert refresher.metrics()["NotConfigured"] == [1]
     assert any("not configured" in record["message"] for record in refresher.logs())
 
@@ -417,7 +250,7 @@ def test_placeholder_credentials_fail_as_not_configured_without_a_killb_call(
         ErrorResponse(503),
         ErrorResponse(500, error_code=None),
         RateLimit(retry_after=1),
-        Delay(seconds=KILLB_TIMEOUT * 3),
+        Delay(seconds=KILLB_TIMEOUT_SECONDS * 2),
         Drop(),
         NotJson(),
     ],
@@ -434,7 +267,7 @@ def test_killb_unavailable_retries_then_fails_with_the_secrets_unchanged(
     summary = refresher.run()
 
     # Then it tried a few times, gave up, and left both secrets as they were
-    assert refresher.sandbox.count("login") == 1 + KILLB_RETRIES
+    assert refresher.sandbox.count("login") == KILLB_ATTEMPTS
     assert summary["action"] == "failed"
     assert "KillB unavailable" in summary["reason"]
     assert (refresher.secret(SESSION_ID), refresher.secret(ACCESS_TOKEN_ID)) == before
@@ -588,6 +421,370 @@ def test_logs_carry_the_request_id_as_correlation_id(refresher: Refresher) -> No
     assert ids == {refresher.context.aws_request_id}
 
 
+# The wiring as deployed: window, timeout, credentials
+
+
+@pytest.mark.parametrize(
+    ("seconds_later", "action"),
+    [(1799, "noop"), (1800, "refreshed"), (1801, "refreshed")],
+    ids=["1801-s-left", "exactly-the-window-left", "1799-s-left"],
+)
+def test_stale_window_boundary_is_refresh_window_seconds_left(
+    refresher: Refresher, seconds_later: int, action: str
+) -> None:
+    # Given a token that expires 3600 s after START, and a refresh window of 1800 s
+    refresher.run()
+
+    # When a scheduled run comes with one second more, exactly, or one second less than that left
+    refresher.clock.advance(seconds_later)
+    summary = refresher.run()
+
+    # Then only a token with more than the window left is left alone
+    assert summary["action"] == action
+    assert refresher.sandbox.count("refresh") == (action == "refreshed")
+
+
+def test_killb_timeout_seconds_ends_an_attempt_that_takes_longer(refresher: Refresher) -> None:
+    # Given KILLB_TIMEOUT_SECONDS=1, and KillB taking 2 s to answer the first login
+    refresher.sandbox.inject("login", Delay(seconds=2 * KILLB_TIMEOUT_SECONDS))
+
+    # When the refresher logs in
+    summary = refresher.run()
+
+    # Then the first attempt timed out after 1 s, and the retry logged in
+    assert summary["action"] == "logged_in"
+    assert refresher.sandbox.count("login") == 2
+
+
+def test_a_longer_killb_timeout_seconds_waits_for_a_slow_answer(
+    refresher: Refresher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the function deployed with KILLB_TIMEOUT_SECONDS=4, and KillB taking 2 s to answer
+    monkeypatch.setenv("KILLB_TIMEOUT_SECONDS", "4")
+    refresher.app = load_function("refresher")
+    refresher.sandbox.inject("login", Delay(seconds=2))
+
+    # When the refresher logs in
+    summary = refresher.run()
+
+    # Then it waited for the answer: one attempt
+    assert summary["action"] == "logged_in"
+    assert refresher.sandbox.count("login") == 1
+
+
+@pytest.mark.parametrize(
+    ("secret_string", "problem"),
+    [
+        ("REPLACE-ME", "not JSON"),
+        (json.dumps([SANDBOX_EMAIL, SANDBOX_PASSWORD]), "not a JSON object"),
+        (json.dumps({"password": SANDBOX_PASSWORD}), "missing field email"),
+        (json.dumps({"email": SANDBOX_EMAIL}), "missing field password"),
+        (json.dumps({"email": SANDBOX_EMAIL, "password": " "}), "empty field password"),
+        (json.dumps({"email": 7, "password": SANDBOX_PASSWORD}), "field email is not a string"),
+    ],
+    ids=["not-json", "array", "no-email", "no-password", "blank-password", "email-not-text"],
+)
+def test_credentials_not_configured_say_what_is_wrong_without_a_killb_call(
+    refresher: Refresher, secret_string: str, problem: str
+) -> None:
+    # Given a credentials secret that holds no usable login
+    refresher.put_credentials_string(secret_string)
+
+    # When the refresher runs
+    summary = refresher.run()
+
+    # Then KillB hears nothing, and the reason says what is wrong (never a value)
+    assert refresher.sandbox.count("any") == 0
+    assert summary["action"] == "failed"
+    assert summary["reason"] == f"credentials not configured: {problem}"
+    assert refresher.metrics()["NotConfigured"] == [1]
+
+
+@pytest.mark.parametrize(
+    "api_key",
+    ["ak-Sandbox\r\nX-Injected: 1", "ak-Sandbox-\u00e9t\u00e9", " ak-Sandbox-51d2e8", "ak\u0000"],
+    ids=["crlf", "non-ascii", "leading-space", "nul"],
+)
+def test_api_key_no_header_can_carry_fails_the_run_naming_the_field(
+    refresher: Refresher, api_key: str
+) -> None:
+    # Given credentials whose apiKey holds a character an HTTP header cannot carry
+    refresher.put_credentials(apiKey=api_key)
+
+    # When the refresher runs
+    summary = refresher.run()
+
+    # Then no KillB call: the run fails, the reason naming apiKey and not its value
+    assert refresher.sandbox.count("any") == 0
+    assert summary["action"] == "failed"
+    assert "apiKey" in summary["reason"]
+    assert api_key.strip() not in summary["reason"]
+    assert refresher.metrics()["NotConfigured"] == [1]
+
+
+def test_killb_refusing_the_login_otherwise_is_counted_as_refused(refresher: Refresher) -> None:
+    # Given KillB answers the login with a 422, which is about neither the credentials nor a token
+    refresher.sandbox.inject("login", ErrorResponse(422, "VALIDATION.0002"))
+
+    # When the refresher runs
+    summary = refresher.run()
+
+    # Then it asked once, failed, and counted a refusal, not an outage nor a rejected login
+    metrics = refresher.metrics()
+    assert refresher.sandbox.count("login") == 1
+    assert summary["action"] == "failed"
+    assert (metrics["KillBRefused"], metrics["RefresherFailed"]) == ([1], [1])
+    assert "KillBUnavailable" not in metrics
+    assert "LoginRejected" not in metrics
+
+
+def test_retry_after_longer_than_the_run_can_wait_fails_at_once_as_rate_limited(
+    refresher: Refresher,
+) -> None:
+    # Given KillB answers the login with 429 and Retry-After: 3600
+    refresher.sandbox.inject("login", RateLimit(retry_after=3600), times=10)
+
+    # When the refresher runs
+    summary = refresher.run()
+
+    # Then it did not ask again, and the run failed saying rate-limited
+    assert refresher.sandbox.count("login") == 1
+    assert summary["action"] == "failed"
+    assert "rate-limited" in summary["reason"]
+    assert refresher.metrics()["KillBUnavailable"] == [1]
+
+
+def test_retry_after_is_waited_out_before_the_next_attempt(refresher: Refresher) -> None:
+    # Given KillB answers the first login with 429 and Retry-After: 5
+    refresher.sandbox.inject("login", RateLimit(retry_after=5))
+
+    # When the refresher runs
+    summary = refresher.run()
+
+    # Then the second attempt came 5 s after the first, and logged in
+    first, second = (r.at for r in refresher.sandbox.requests if r.endpoint == "login")
+    assert second - first >= 5
+    assert summary["action"] == "logged_in"
+
+
+# Rejected tokens: a caller's report that KillB refused the token it was handed
+
+
+def report(refresher: Refresher, token: str) -> dict[str, Any]:
+    """The broker's invoke for a caller that reports this token rejected."""
+    return refresher.invoke({"force": True, "rejected": fingerprint(token)})
+
+
+def test_report_of_the_stored_token_replaces_it_with_one_killb_accepts(
+    refresher: Refresher,
+) -> None:
+    # Given a fresh token that KillB revoked early
+    refresher.run()
+    rejected = refresher.access_token()
+    refresher.sandbox.revoke(rejected)
+    refresher.clock.advance(10)
+
+    # When a report of it arrives
+    summary = report(refresher, rejected)
+
+    # Then one refresh published a token KillB accepts, and the session records when
+    token = refresher.access_token()
+    assert summary["action"] == "refreshed"
+    assert refresher.sandbox.count("refresh") == 1
+    assert token != rejected
+    assert refresher.sandbox.is_valid_access_token(token)
+    assert refresher.secret_json(SESSION_ID)["rejectedRefreshAt"] == START + 10
+    assert refresher.metrics()["RejectedTokenRefreshes"] == [1]
+
+
+def test_report_of_a_token_already_replaced_changes_nothing(refresher: Refresher) -> None:
+    # Given a token that a forced refresh has replaced since
+    refresher.run()
+    old = refresher.access_token()
+    refresher.run("refresher-force.json")
+    versions = refresher.versions()
+
+    # When a report of the old token arrives, and the sample event's (of no stored token)
+    summary = report(refresher, old)
+    sample = refresher.run("refresher-rejected.json")
+
+    # Then neither asks anything of KillB nor writes
+    assert (summary["action"], sample["action"]) == ("noop", "noop")
+    assert "already replaced" in summary["reason"]
+    assert refresher.sandbox.count("any") == 2
+    assert refresher.versions() == versions
+
+
+def test_many_reports_of_the_same_token_cause_one_refresh(refresher: Refresher) -> None:
+    # Given a token KillB revoked, and twenty callers that each report it
+    refresher.run()
+    rejected = refresher.access_token()
+    refresher.sandbox.revoke(rejected)
+
+    # When their reports reach the refresher one after another (its concurrency is one)
+    actions = [report(refresher, rejected)["action"] for _ in range(20)]
+
+    # Then the first refreshed, every other found it replaced
+    assert actions == ["refreshed"] + ["noop"] * 19
+    assert refresher.sandbox.count("refresh") == 1
+
+
+def test_killb_rejecting_every_new_token_gets_one_refresh_a_minute_not_a_login_storm(
+    refresher: Refresher,
+) -> None:
+    # Given a KillB that revokes every token it issues, and callers reporting every 5 s
+    refresher.run()
+    too_soon = 0
+
+    # When ten minutes of reports arrive, each of the token then in the store
+    for _ in range(120):
+        token = refresher.access_token()
+        refresher.sandbox.revoke(token)
+        report(refresher, token)
+        too_soon += refresher.metrics().get("RejectedTooSoon", [0])[0] == 1
+        refresher.clock.advance(5)
+
+    # Then one refresh a minute (at 0, 60, ... 540 s), no login but the first, the rest too soon
+    assert refresher.sandbox.count("refresh") == 10
+    assert refresher.sandbox.count("login") == 1
+    assert too_soon == 110
+
+
+def test_report_too_soon_fails_saying_so(refresher: Refresher) -> None:
+    # Given a rejected-token refresh 30 s ago, and KillB refusing the new token too
+    refresher.run()
+    report(refresher, refresher.access_token())
+    refresher.clock.advance(30)
+
+    # When the new token is reported
+    summary = report(refresher, refresher.access_token())
+
+    # Then no KillB call: the run fails, too soon
+    assert summary["action"] == "failed"
+    assert "too soon" in summary["reason"]
+    assert refresher.sandbox.count("refresh") == 1
+    assert refresher.metrics()["RejectedTooSoon"] == [1]
+
+
+@pytest.mark.parametrize("rejected", ["0123456789AB", "abc", "Bearer x", 123456789012])
+def test_malformed_rejected_fingerprint_fails_without_a_killb_call(
+    refresher: Refresher, rejected: object
+) -> None:
+    # Given a fresh token, When an event reports a fingerprint that is not 12 lowercase hex
+    refresher.run()
+    summary = refresher.invoke({"force": True, "rejected": rejected})
+
+    # Then the run fails saying so, and KillB hears nothing more
+    assert summary["action"] == "failed"
+    assert summary["reason"] == "invalid rejected fingerprint"
+    assert refresher.sandbox.count("any") == 1
+
+
+# Revoke: the kill switch
+
+
+def test_revoke_logs_the_session_out_and_publishes_a_new_login(refresher: Refresher) -> None:
+    # Given a fresh session
+    refresher.run()
+    old = refresher.access_token()
+
+    # When the revoke event arrives
+    summary = refresher.run("refresher-revoke.json")
+
+    # Then KillB ended the old session, and a new login's token is published
+    token = refresher.access_token()
+    assert summary["action"] == "logged_in"
+    assert "old session revoked" in summary["reason"]
+    assert (refresher.sandbox.count("logout"), refresher.sandbox.count("login")) == (1, 2)
+    assert not refresher.sandbox.is_valid_access_token(old)
+    assert refresher.sandbox.is_valid_access_token(token)
+    metrics = refresher.metrics()
+    assert (metrics["Revocations"], metrics["Logouts"], metrics["Logins"]) == ([1], [1], [1])
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        (ErrorResponse(503), "could not answer the logout"),
+        (ErrorResponse(401, "AUTH.0003"), "refused the logout"),
+    ],
+    ids=["unavailable", "refused"],
+)
+def test_revoke_whose_logout_fails_still_logs_in_saying_so(
+    refresher: Refresher, fault: Fault, said: str
+) -> None:
+    # Given a session, and a KillB that cannot answer or refuses the logout
+    refresher.run()
+    refresher.sandbox.inject("logout", fault, times=10)
+
+    # When the revoke event arrives
+    summary = refresher.run("refresher-revoke.json")
+
+    # Then the new login happened all the same, and the reason says the logout failed
+    assert summary["action"] == "logged_in"
+    assert said in summary["reason"]
+    assert refresher.sandbox.is_valid_access_token(refresher.access_token())
+    assert refresher.metrics()["LogoutFailed"] == [1]
+
+
+# A new credentials version: the old session is logged out once the new one is published
+
+
+def test_login_with_a_new_credentials_version_logs_the_old_session_out(
+    refresher: Refresher,
+) -> None:
+    # Given a session logged in with the first credentials version, then a new version put,
+    # and a stale session whose refresh token KillB no longer accepts
+    refresher.run()
+    old = refresher.access_token()
+    version = refresher.put_credentials()
+    refresher.sandbox.revoke_refresh_tokens()
+    refresher.clock.advance(2100)
+
+    # When the refresher runs
+    summary = refresher.run()
+
+    # Then it logged in with the new version, published, and logged the old session out
+    assert summary["action"] == "logged_in"
+    assert refresher.sandbox.count("logout") == 1
+    assert not refresher.sandbox.is_valid_access_token(old)
+    assert refresher.sandbox.is_valid_access_token(refresher.access_token())
+    assert refresher.secret_json(SESSION_ID)["credentialsVersion"] == version
+    assert refresher.metrics()["Logouts"] == [1]
+
+
+def test_failed_logout_of_the_old_session_never_fails_the_run(refresher: Refresher) -> None:
+    # Given a login about to happen with a new credentials version, and a KillB whose logout fails
+    refresher.run()
+    refresher.put_credentials()
+    refresher.sandbox.revoke_refresh_tokens()
+    refresher.clock.advance(2100)
+    refresher.sandbox.inject("logout", ErrorResponse(500), times=10)
+
+    # When the refresher runs
+    summary = refresher.run()
+
+    # Then the run is a login all the same, the failed logout logged and counted
+    metrics = refresher.metrics()
+    assert summary["action"] == "logged_in"
+    assert metrics["LogoutFailed"] == [1]
+    assert "RefresherFailed" not in metrics
+    assert any(record["level"] == "WARNING" for record in refresher.logs())
+
+
+def test_session_records_the_credentials_version_it_was_logged_in_with(
+    refresher: Refresher,
+) -> None:
+    # Given the operator's credentials version, When the refresher logs in, then refreshes
+    version = refresher.secret(CREDENTIALS_ID)[1]
+    refresher.run()
+    refresher.run("refresher-force.json")
+
+    # Then the session secret holds that version
+    assert refresher.secret_json(SESSION_ID)["credentialsVersion"] == version
+
+
+@pytest.mark.usefixtures("logs_to_capsys")
 def test_missing_setting_fails_the_cold_start_naming_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,7 +13,14 @@ from moto import mock_aws
 from killb_broker.aws import secretsmanager_client
 from killb_broker.errors import SecretAccessDenied, SecretNotFound, StoreError
 from killb_broker.store import TokenStore
-from killb_broker.tokens import AccessToken, Credentials, LoginBackoff, Session, TokenSet
+from killb_broker.tokens import (
+    AccessToken,
+    Credentials,
+    LoginBackoff,
+    NotConfigured,
+    Session,
+    TokenSet,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -87,7 +94,7 @@ def test_credentials_without_an_api_key_have_none(
 
     # When read, Then api_key is None
     credentials = store.read_credentials()
-    assert credentials is not None
+    assert isinstance(credentials, Credentials)
     assert credentials.api_key is None
 
 
@@ -110,7 +117,7 @@ def test_credentials_without_email_and_password_are_not_configured(
     client.put_secret_value(SecretId=CREDENTIALS_ID, SecretString=secret_string)
 
     # When read, Then the store says "not configured"
-    assert store.read_credentials() is None
+    assert isinstance(store.read_credentials(), NotConfigured)
 
 
 @pytest.mark.parametrize("secret_string", ["{}", "placeholder", '{"accessToken": "a"}', "[]"])

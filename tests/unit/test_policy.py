@@ -17,10 +17,27 @@ from killb_broker.errors import (
     TokenRejected,
     UnexpectedResponse,
 )
-from killb_broker.policy import Action, Event, KillB, Outcome, RefreshSettings, keep_fresh
-from killb_broker.tokens import AccessToken, Credentials, LoginBackoff, Session, TokenSet
+from killb_broker.policy import (
+    Action,
+    Event,
+    KillB,
+    Outcome,
+    RefreshSettings,
+    Request,
+    keep_fresh,
+)
+from killb_broker.policy import run as run_event
+from killb_broker.tokens import (
+    AccessToken,
+    Credentials,
+    LoginBackoff,
+    NotConfigured,
+    Session,
+    TokenSet,
+)
 
 NOW = 1_800_000_000
+LOGGED_OUT = object()  # a scripted answer: KillB accepted the logout
 SETTINGS = RefreshSettings(refresh_window=1800, login_backoff=900)
 CREDENTIALS = Credentials(email="ops@example.test", password="pw-unit-1", version_id="v1")
 
@@ -38,14 +55,14 @@ def token_set(name: str, *, expires_in: int = 3600, now: int = NOW) -> TokenSet:
 class FakeStore:
     """The three secrets in memory; records writes in order and can fail one kind of write."""
 
-    credentials: Credentials | None = CREDENTIALS
+    credentials: Credentials | NotConfigured = CREDENTIALS
     session: Session = field(default_factory=Session)
     access_token: AccessToken | None = None
     writes: list[str] = field(default_factory=list)
     credentials_reads: int = 0
     failing_write: str | None = None
 
-    def read_credentials(self) -> Credentials | None:
+    def read_credentials(self) -> Credentials | NotConfigured:
         self.credentials_reads += 1
         return self.credentials
 
@@ -67,9 +84,11 @@ class FakeStore:
         self.writes.append("access_token")
         self.access_token = token
 
-    def publish(self, tokens: TokenSet, api_key: str | None = None) -> None:
+    def publish(
+        self, tokens: TokenSet, api_key: str | None = None, credentials_version: str = "v1"
+    ) -> None:
         """Given: a run that succeeded earlier left these tokens in both secrets."""
-        self.session = Session(tokens=tokens)
+        self.session = Session(tokens=tokens, credentials_version=credentials_version)
         self.access_token = AccessToken.from_token_set(tokens, api_key)
 
 
@@ -77,7 +96,7 @@ class FakeStore:
 class FakeKillB:
     """Answers each call with the next scripted token set or error; records the calls."""
 
-    answers: list[TokenSet | KillBError] = field(default_factory=list)
+    answers: list[TokenSet | KillBError | object] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
     api_keys: list[str | None] = field(default_factory=list)
     closed: int = 0
@@ -94,6 +113,13 @@ class FakeKillB:
         self.calls.append(("refresh", refresh_token))
         return self._answer()
 
+    def logout(self, access_token: str) -> None:
+        self.calls.append(("logout", access_token))
+        answer = self.answers.pop(0)
+        if isinstance(answer, KillBError):
+            raise answer
+        assert answer is LOGGED_OUT, "a logout was asked for where a token set was scripted"
+
     def close(self) -> None:
         self.closed += 1
 
@@ -101,6 +127,7 @@ class FakeKillB:
         answer = self.answers.pop(0)
         if isinstance(answer, KillBError):
             raise answer
+        assert isinstance(answer, TokenSet)
         return answer
 
 
@@ -116,8 +143,25 @@ def killb() -> Iterator[FakeKillB]:
     assert not fake.answers, "a scripted KillB answer was never asked for"
 
 
-def run(store: FakeStore, killb: FakeKillB, *, now: float = NOW, force: bool = False) -> Outcome:
-    return keep_fresh(store, killb.connect, now=now, force=force, settings=SETTINGS)
+def run(
+    store: FakeStore,
+    killb: FakeKillB,
+    *,
+    now: float = NOW,
+    force: bool = False,
+    request: Request | None = None,
+) -> Outcome:
+    request = request or Request(force=force)
+    return keep_fresh(store, killb.connect, now=now, request=request, settings=SETTINGS)
+
+
+def logged_in(
+    tokens: TokenSet, version: str = "v1", *, rejected_refresh_at: int | None = None
+) -> Session:
+    """The session a login with credentials version `version` writes."""
+    return Session(
+        tokens=tokens, credentials_version=version, rejected_refresh_at=rejected_refresh_at
+    )
 
 
 def test_no_session_logs_in_and_writes_session_then_access_token(
@@ -132,7 +176,7 @@ def test_no_session_logs_in_and_writes_session_then_access_token(
     # Then it logs in and writes the session first, then the access token
     assert killb.calls == [("login", "ops@example.test")]
     assert store.writes == ["session", "access_token"]
-    assert store.session == Session(tokens=token_set("a"))
+    assert store.session == logged_in(token_set("a"))
     assert store.access_token == AccessToken("access-a", NOW + 3600)
     assert outcome == Outcome(Action.LOGGED_IN, NOW + 3600, "logged in", (Event.LOGIN,))
 
@@ -171,7 +215,7 @@ def test_token_is_refreshed_with_the_stored_refresh_token(
 
     # Then it refreshes (no login first) and keeps the new refresh token
     assert killb.calls == [("refresh", "refresh-a")]
-    assert store.session.tokens == token_set("b", now=now)
+    assert store.session == logged_in(token_set("b", now=now))
     assert store.access_token == AccessToken("access-b", now + 3600)
     assert outcome == Outcome(Action.REFRESHED, now + 3600, "refreshed", (Event.REFRESH,))
 
@@ -191,21 +235,24 @@ def test_refresh_token_rejected_falls_back_to_login(store: FakeStore, killb: Fak
     assert outcome.events == (Event.REFRESH_REJECTED, Event.LOGIN)
 
 
-def test_credentials_not_configured_fail_without_a_killb_call(
+def test_credentials_not_configured_fail_without_a_killb_call_saying_what_is_wrong(
     store: FakeStore, killb: FakeKillB
 ) -> None:
-    # Given a credentials secret with no usable email and password
-    store.credentials = None
+    # Given a credentials secret whose password is empty
+    store.credentials = NotConfigured("empty field password")
 
     # When the refresher runs
     outcome = run(store, killb)
 
-    # Then no KillB client is even built, nothing is written, and the reason says so
+    # Then no KillB client is even built, nothing is written, and the reason says what is wrong
     assert killb.api_keys == []
     assert store.writes == []
-    assert outcome.action is Action.FAILED
-    assert "not configured" in outcome.reason
-    assert outcome.events == (Event.NOT_CONFIGURED,)
+    assert outcome == Outcome(
+        Action.FAILED,
+        None,
+        "credentials not configured: empty field password",
+        (Event.NOT_CONFIGURED,),
+    )
 
 
 def test_rejected_credentials_start_a_backoff_kept_in_the_session(
@@ -221,7 +268,9 @@ def test_rejected_credentials_start_a_backoff_kept_in_the_session(
     # Then the session keeps its tokens and records the backoff; the access token is untouched
     assert store.writes == ["session"]
     assert store.session == Session(
-        tokens=token_set("a"), login_backoff=LoginBackoff(NOW + 2000, "v1")
+        tokens=token_set("a"),
+        login_backoff=LoginBackoff(NOW + 2000, "v1"),
+        credentials_version="v1",
     )
     assert outcome.action is Action.FAILED
     assert outcome.events == (Event.REFRESH_REJECTED, Event.LOGIN_REJECTED)
@@ -313,7 +362,7 @@ def test_killb_unavailable_fails_and_leaves_the_secrets_untouched(
     assert outcome.events == (Event.KILLB_UNAVAILABLE,)
 
 
-def test_killb_refusing_the_login_otherwise_fails_as_refused(
+def test_killb_refusing_the_login_otherwise_is_counted_as_refused_not_unavailable(
     store: FakeStore, killb: FakeKillB
 ) -> None:
     # Given KillB answers the login with a 4xx that is not a credentials rejection
@@ -322,10 +371,25 @@ def test_killb_refusing_the_login_otherwise_fails_as_refused(
     # When the refresher runs
     outcome = run(store, killb)
 
-    # Then it fails without starting a backoff
+    # Then it fails without starting a backoff, counted as a refusal
     assert store.writes == []
     assert outcome.action is Action.FAILED
     assert "refused" in outcome.reason
+    assert outcome.events == (Event.KILLB_REFUSED,)
+
+
+def test_rate_limited_fails_saying_rate_limited(store: FakeStore, killb: FakeKillB) -> None:
+    # Given KillB rate-limits the login with a Retry-After longer than the run can wait
+    killb.answers = [RateLimited("KillB said wait", retry_after=3600)]
+
+    # When the refresher runs
+    outcome = run(store, killb)
+
+    # Then it fails at once, the reason saying rate-limited and for how long
+    assert outcome.action is Action.FAILED
+    assert "rate-limited" in outcome.reason
+    assert "3600 s" in outcome.reason
+    assert outcome.events == (Event.KILLB_UNAVAILABLE,)
 
 
 def test_refresh_rejected_then_login_unavailable_reports_both(
@@ -406,9 +470,358 @@ def test_access_token_write_failing_propagates_after_the_session_is_written(
     assert store.session.tokens == token_set("a")
 
 
-def test_summary_holds_only_the_contract_fields() -> None:
+def test_summary_holds_only_action_expires_at_and_reason() -> None:
     # Given an outcome
     outcome = Outcome(Action.REFRESHED, NOW, "refreshed", (Event.REFRESH,))
 
-    # When it is turned into the summary, Then it has exactly the contract's shape
+    # When it is turned into the summary, Then it has exactly those three fields, no events
     assert outcome.summary() == {"action": "refreshed", "expiresAt": NOW, "reason": "refreshed"}
+
+
+# Events: what each invocation asks for
+
+
+@pytest.mark.parametrize(
+    ("event", "request_"),
+    [
+        ({"version": "0", "detail-type": "Scheduled Event", "detail": {}}, Request()),
+        ({"force": True}, Request(force=True)),
+        ({"force": True, "rejected": "0123456789ab"}, Request(force=True, rejected="0123456789ab")),
+        ({"revoke": True}, Request(revoke=True)),
+        ({"revoke": False, "force": True}, Request(force=True)),
+        ({"revoke": "yes"}, Request()),
+        ({"force": "yes"}, Request()),
+        (["force"], Request()),
+    ],
+    ids=[
+        "scheduled",
+        "force",
+        "rejected",
+        "revoke",
+        "revoke-false",
+        "revoke-not-boolean",
+        "force-not-boolean",
+        "not-an-object",
+    ],
+)
+def test_event_is_read_as_a_request(event: object, request_: Request) -> None:
+    # Given an event, When it is read, Then it asks for what it says (and only a real true revokes)
+    assert Request.from_event(event) == request_
+
+
+@pytest.mark.parametrize(
+    "rejected",
+    ["0123456789AB", "0123456789a", "0123456789abc", "not-hex-at-all", 12, None],
+    ids=["upper-case", "too-short", "too-long", "not-hex", "number", "null"],
+)
+def test_malformed_rejected_fingerprint_fails_without_killb(
+    store: FakeStore, killb: FakeKillB, rejected: object
+) -> None:
+    # Given a fresh token, and an event whose rejected is not 12 lowercase hex digits
+    store.publish(token_set("a"))
+
+    # When the refresher runs it
+    outcome = run_event(
+        {"force": True, "rejected": rejected}, store, killb.connect, now=NOW, settings=SETTINGS
+    )
+
+    # Then it fails saying so, with no KillB client built and nothing written
+    assert outcome == Outcome(Action.FAILED, NOW + 3600, "invalid rejected fingerprint")
+    assert killb.api_keys == []
+    assert store.writes == []
+
+
+# Rejected tokens
+
+
+def rejected(tokens: TokenSet) -> Request:
+    return Request(force=True, rejected=tokens.fingerprint)
+
+
+def test_report_of_the_stored_token_refreshes_it_and_records_when(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a fresh token that KillB refused
+    store.publish(token_set("a"))
+    killb.answers = [token_set("b", now=NOW + 10)]
+
+    # When a report of it arrives
+    outcome = run(store, killb, now=NOW + 10, request=rejected(token_set("a")))
+
+    # Then it is refreshed, and the session records the time of this rejected-token refresh
+    assert killb.calls == [("refresh", "refresh-a")]
+    assert outcome.action is Action.REFRESHED
+    assert outcome.events == (Event.REJECTED_TOKEN_REFRESH, Event.REFRESH)
+    assert store.session == logged_in(token_set("b", now=NOW + 10), rejected_refresh_at=NOW + 10)
+    assert store.access_token == AccessToken("access-b", NOW + 3610)
+
+
+def test_report_of_the_stored_token_logs_in_when_the_refresh_is_refused(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a token KillB refused, and its refresh token too
+    store.publish(token_set("a"))
+    killb.answers = [TokenRejected("refused", status=401), token_set("b")]
+
+    # When a report of it arrives
+    outcome = run(store, killb, request=rejected(token_set("a")))
+
+    # Then it logs in
+    assert killb.calls == [("refresh", "refresh-a"), ("login", "ops@example.test")]
+    assert outcome.action is Action.LOGGED_IN
+    assert outcome.events == (Event.REJECTED_TOKEN_REFRESH, Event.REFRESH_REJECTED, Event.LOGIN)
+    assert store.session == logged_in(token_set("b"), rejected_refresh_at=NOW)
+
+
+def test_report_of_a_token_already_replaced_is_a_noop(store: FakeStore, killb: FakeKillB) -> None:
+    # Given the store holds token b, and a caller reports the older token a
+    store.publish(token_set("b"))
+
+    # When the report arrives
+    outcome = run(store, killb, request=rejected(token_set("a")))
+
+    # Then nothing is asked of KillB nor written; the reason says it was already replaced
+    assert killb.api_keys == []
+    assert store.writes == []
+    assert outcome == Outcome(
+        Action.NOOP, NOW + 3600, "rejected token already replaced: 3600 s left"
+    )
+
+
+def test_report_of_a_replaced_token_still_publishes_the_session_token(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given the access-token secret still holds token a (its last write failed), the session b
+    store.publish(token_set("b"))
+    store.access_token = AccessToken("access-a", NOW + 3600)
+
+    # When a caller reports token a
+    outcome = run(store, killb, request=rejected(token_set("a")))
+
+    # Then the session's token b is published, with no KillB call
+    assert killb.api_keys == []
+    assert store.access_token == AccessToken("access-b", NOW + 3600)
+    assert outcome.action is Action.NOOP
+
+
+@pytest.mark.parametrize("seconds_later", [0, 1, 59])
+def test_second_report_within_a_minute_fails_as_too_soon(
+    store: FakeStore, killb: FakeKillB, seconds_later: int
+) -> None:
+    # Given a rejected-token refresh ran at NOW, and KillB refuses the new token too
+    store.session = logged_in(token_set("b"), rejected_refresh_at=NOW)
+    store.access_token = AccessToken("access-b", NOW + 3600)
+
+    # When a report of the new token arrives within 60 s
+    outcome = run(store, killb, now=NOW + seconds_later, request=rejected(token_set("b")))
+
+    # Then no KillB call: the run fails, saying too soon
+    assert killb.api_keys == []
+    assert store.writes == []
+    assert outcome.action is Action.FAILED
+    assert "too soon" in outcome.reason
+    assert outcome.events == (Event.REJECTED_TOO_SOON,)
+
+
+def test_report_a_minute_after_the_last_rejected_refresh_refreshes_again(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a rejected-token refresh ran 60 s ago
+    store.session = logged_in(token_set("b"), rejected_refresh_at=NOW - 60)
+    killb.answers = [token_set("c")]
+
+    # When a report of the new token arrives
+    outcome = run(store, killb, request=rejected(token_set("b")))
+
+    # Then it refreshes again
+    assert outcome.action is Action.REFRESHED
+    assert store.session.rejected_refresh_at == NOW
+
+
+def test_rejected_refresh_that_killb_cannot_answer_writes_nothing(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a reported token, and a KillB that cannot answer
+    store.publish(token_set("a"))
+    killb.answers = [KillBUnavailable("down", status=503)]
+
+    # When the report arrives
+    outcome = run(store, killb, request=rejected(token_set("a")))
+
+    # Then the secrets stay as they were (so the next report may try again)
+    assert store.writes == []
+    assert outcome.events == (Event.REJECTED_TOKEN_REFRESH, Event.KILLB_UNAVAILABLE)
+
+
+def test_report_inside_the_login_backoff_makes_no_killb_call(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given KillB refused these credentials 100 s ago, and the stored token is reported
+    store.publish(token_set("a"))
+    store.session = Session(
+        tokens=token_set("a"), login_backoff=LoginBackoff(NOW - 100, "v1"), credentials_version="v1"
+    )
+
+    # When the report arrives
+    outcome = run(store, killb, request=rejected(token_set("a")))
+
+    # Then the backoff holds
+    assert killb.api_keys == []
+    assert outcome.events == (Event.LOGIN_BACKOFF_ACTIVE,)
+
+
+# Revoke
+
+
+def test_revoke_logs_the_session_out_then_logs_in_afresh(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a fresh session
+    store.publish(token_set("a"))
+    killb.answers = [LOGGED_OUT, token_set("b")]
+
+    # When revoke arrives
+    outcome = run(store, killb, request=Request(revoke=True))
+
+    # Then the old session is logged out with its access token, a login publishes new tokens
+    assert killb.calls == [("logout", "access-a"), ("login", "ops@example.test")]
+    assert store.session == logged_in(token_set("b"))
+    assert store.access_token == AccessToken("access-b", NOW + 3600)
+    assert outcome.action is Action.LOGGED_IN
+    assert "old session revoked" in outcome.reason
+    assert outcome.events == (Event.REVOCATION, Event.LOGOUT, Event.LOGIN)
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (TokenRejected("KillB refused the logout", status=401), "refused the logout"),
+        (KillBUnavailable("KillB logout timed out"), "could not answer the logout"),
+    ],
+    ids=["refused", "unavailable"],
+)
+def test_revoke_whose_logout_fails_still_logs_in_saying_so(
+    store: FakeStore, killb: FakeKillB, error: KillBError, said: str
+) -> None:
+    # Given a session, and a KillB that refuses or cannot answer the logout
+    store.publish(token_set("a"))
+    killb.answers = [error, token_set("b")]
+
+    # When revoke arrives
+    outcome = run(store, killb, request=Request(revoke=True))
+
+    # Then the new login happens all the same, and the reason reports the failed logout
+    assert outcome.action is Action.LOGGED_IN
+    assert said in outcome.reason
+    assert outcome.events == (Event.REVOCATION, Event.LOGOUT_FAILED, Event.LOGIN)
+    assert store.session.tokens == token_set("b")
+
+
+def test_revoke_with_credentials_not_configured_makes_no_killb_call(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a session, and credentials that are not configured
+    store.publish(token_set("a"))
+    store.credentials = NotConfigured("missing field email")
+
+    # When revoke arrives, Then no KillB call and the run fails saying why
+    outcome = run(store, killb, request=Request(revoke=True))
+    assert killb.api_keys == []
+    assert outcome.reason == "credentials not configured: missing field email"
+
+
+def test_revoke_whose_login_fails_says_both(store: FakeStore, killb: FakeKillB) -> None:
+    # Given a session, and a KillB that logs it out, then cannot answer the login
+    store.publish(token_set("a"))
+    killb.answers = [LOGGED_OUT, KillBUnavailable("down", status=502)]
+
+    # When revoke arrives
+    outcome = run(store, killb, request=Request(revoke=True))
+
+    # Then it fails, the reason saying the old session was revoked and the login failed
+    assert outcome.action is Action.FAILED
+    assert "old session revoked" in outcome.reason
+    assert "KillB unavailable" in outcome.reason
+    assert outcome.events == (Event.REVOCATION, Event.LOGOUT, Event.KILLB_UNAVAILABLE)
+
+
+# Logout on a new credentials version
+
+V2 = Credentials(email="ops@example.test", password="pw-unit-2", version_id="v2")
+
+
+def test_login_with_a_new_credentials_version_logs_the_old_session_out_after_publishing(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a stale session of credentials v1 whose refresh KillB refuses, and credentials v2
+    store.publish(token_set("a"), credentials_version="v1")
+    store.credentials = V2
+    killb.answers = [TokenRejected("refused", status=401), token_set("b"), LOGGED_OUT]
+
+    # When the refresher runs
+    outcome = run(store, killb, now=NOW + 2000)
+
+    # Then it logs in with v2, publishes, and only then logs the old session out
+    assert killb.calls == [
+        ("refresh", "refresh-a"),
+        ("login", "ops@example.test"),
+        ("logout", "access-a"),
+    ]
+    assert store.writes == ["session", "access_token"]
+    assert store.session == logged_in(token_set("b"), "v2")
+    assert outcome.action is Action.LOGGED_IN
+    assert outcome.events == (Event.REFRESH_REJECTED, Event.LOGIN, Event.LOGOUT)
+
+
+def test_failed_logout_of_the_old_session_never_fails_the_run(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a login with credentials v2 while a v1 session is stored, and a logout KillB refuses
+    store.publish(token_set("a"), credentials_version="v1")
+    store.credentials = V2
+    killb.answers = [
+        TokenRejected("refused", status=401),
+        token_set("b"),
+        KillBUnavailable("down", status=503),
+    ]
+
+    # When the refresher runs
+    outcome = run(store, killb, now=NOW + 2000)
+
+    # Then the run is a login all the same, the failed logout counted
+    assert outcome.action is Action.LOGGED_IN
+    assert outcome.events == (Event.REFRESH_REJECTED, Event.LOGIN, Event.LOGOUT_FAILED)
+    assert store.access_token == AccessToken("access-b", NOW + 3600)
+
+
+@pytest.mark.parametrize(
+    ("version", "now"),
+    [("v2", NOW + 2000), (None, NOW + 2000), ("v1", NOW + 4000)],
+    ids=["same-version", "version-unknown", "old-token-expired"],
+)
+def test_login_logs_nothing_out_unless_a_live_session_of_another_version_is_stored(
+    store: FakeStore, killb: FakeKillB, version: str | None, now: int
+) -> None:
+    # Given a stored session of the same version, of an unknown one, or already expired
+    store.session = Session(tokens=token_set("a"), credentials_version=version)
+    store.credentials = V2
+    killb.answers = [TokenRejected("refused", status=401), token_set("b", now=now)]
+
+    # When the refresher logs in with v2
+    outcome = run(store, killb, now=now)
+
+    # Then no logout is attempted
+    assert [call for call, _ in killb.calls] == ["refresh", "login"]
+    assert outcome.events == (Event.REFRESH_REJECTED, Event.LOGIN)
+
+
+def test_metrics_count_events_failure_and_seconds_left() -> None:
+    # Given a failed run that still has a token with 100 s left
+    outcome = Outcome(Action.FAILED, NOW + 100, "x", (Event.REJECTED_TOO_SOON,))
+
+    # When its metrics are read, Then each is named as the dashboard counts it
+    assert [(name, value) for name, _, value in outcome.metrics(NOW)] == [
+        ("RejectedTooSoon", 1),
+        ("RefresherFailed", 1),
+        ("AccessTokenSecondsLeft", 100),
+    ]

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from killb_broker.errors import SecretAccessDenied, SecretNotFound, StoreError
-from killb_broker.tokens import AccessToken, Credentials, LoginBackoff, Session, TokenSet
+from killb_broker.tokens import (
+    AccessToken,
+    Credentials,
+    LoginBackoff,
+    NotConfigured,
+    Session,
+    TokenSet,
+    is_visible_ascii,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -73,8 +81,8 @@ class TokenStore:
             f"session={self.session_secret_id!r}, access_token={self.access_token_secret_id!r})"
         )
 
-    def read_credentials(self) -> Credentials | None:
-        """The operator's login, or None when the secret holds no non-empty email and password."""
+    def read_credentials(self) -> Credentials | NotConfigured:
+        """The operator's login, or NotConfigured saying what the secret lacks."""
         secret_string, version_id = self._get(self.credentials_secret_id)
         return credentials_from_json(secret_string, version_id)
 
@@ -132,27 +140,55 @@ def _whole(value: object) -> int | None:
     return value if type(value) is int else None
 
 
-def credentials_from_json(secret_string: str | None, version_id: str) -> Credentials | None:
-    value = _json_object(secret_string) or {}
-    email, password = _text(value.get("email")), _text(value.get("password"))
-    if email is None or password is None:
-        return None
+def credentials_from_json(
+    secret_string: str | None, version_id: str
+) -> Credentials | NotConfigured:
+    """The operator's login, or what keeps the secret from being one (naming a field, never a
+    value): not JSON, a missing or empty email or password, an apiKey no header can carry."""
+    try:
+        value = json.loads(secret_string or "")
+    except ValueError:
+        return NotConfigured("not JSON")
+    problem = _credentials_problem(value)
+    if problem is not None:
+        return NotConfigured(problem)
     return Credentials(
-        email=email,
-        password=password,
-        api_key=_text(value.get("apiKey")),
+        email=value["email"],
+        password=value["password"],
+        api_key=value.get("apiKey") or None,
         version_id=version_id,
     )
+
+
+def _credentials_problem(value: object) -> str | None:
+    if not isinstance(value, dict):
+        return "not a JSON object"
+    for name in ("email", "password"):
+        if name not in value:
+            return f"missing field {name}"
+        if not isinstance(value[name], str):
+            return f"field {name} is not a string"
+        if not value[name].strip():
+            return f"empty field {name}"
+    # It goes out as the x-api-key header: refused here rather than by the HTTP library.
+    api_key = value.get("apiKey")
+    header_safe = api_key in (None, "") or is_visible_ascii(api_key)
+    return None if header_safe else "field apiKey holds characters a header cannot carry"
 
 
 def session_from_json(secret_string: str | None) -> Session:
     value = _json_object(secret_string)
     if value is None:
         return Session()
-    access_token, refresh_token = _text(value.get("accessToken")), _text(value.get("refreshToken"))
+    access_token, refresh_token = value.get("accessToken"), value.get("refreshToken")
     expires_at = _whole(value.get("expiresAt"))
     tokens = None
-    if access_token and refresh_token and expires_at is not None:
+    # A token that is not visible ASCII is no token (it would go into a header): log in afresh.
+    if (
+        is_visible_ascii(access_token)
+        and is_visible_ascii(refresh_token)
+        and expires_at is not None
+    ):
         tokens = TokenSet(
             access_token=access_token,
             refresh_token=refresh_token,
@@ -169,7 +205,12 @@ def session_from_json(secret_string: str | None) -> Session:
         )
         if rejected_at is not None and version is not None:
             login_backoff = LoginBackoff(rejected_at=rejected_at, credentials_version=version)
-    return Session(tokens=tokens, login_backoff=login_backoff)
+    return Session(
+        tokens=tokens,
+        login_backoff=login_backoff,
+        credentials_version=_text(value.get("credentialsVersion")),
+        rejected_refresh_at=_whole(value.get("rejectedRefreshAt")),
+    )
 
 
 def session_to_json(session: Session) -> str:
@@ -181,6 +222,10 @@ def session_to_json(session: Session) -> str:
             "expiresAt": session.tokens.expires_at,
             "obtainedAt": session.tokens.obtained_at,
         }
+    if session.credentials_version is not None:
+        value["credentialsVersion"] = session.credentials_version
+    if session.rejected_refresh_at is not None:
+        value["rejectedRefreshAt"] = session.rejected_refresh_at
     if session.login_backoff is not None:
         value["loginBackoff"] = {
             "rejectedAt": session.login_backoff.rejected_at,

@@ -107,6 +107,13 @@ class Credentials:
 
 
 @dataclass(frozen=True, slots=True)
+class NotConfigured:
+    """The credentials secret holds no usable login; problem says what is wrong, never a value."""
+
+    problem: str  # e.g. "not JSON", "missing field password", "empty field email"
+
+
+@dataclass(frozen=True, slots=True)
 class LoginBackoff:
     """KillB refused these credentials at this time: no new login until the backoff ends."""
 
@@ -123,7 +130,14 @@ class LoginBackoff:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """The session secret: the latest token set (if any) and the login backoff (if any)."""
+    """The session secret: the latest token set (if any) and the login backoff (if any).
+
+    credentials_version is the credentials secret's version the tokens were logged in with (a
+    login with another version logs this session out); rejected_refresh_at is when a report of a
+    rejected token last forced a refresh (at most one such refresh a minute).
+    """
 
     tokens: TokenSet | None = None
     login_backoff: LoginBackoff | None = None
+    credentials_version: str | None = None
+    rejected_refresh_at: int | None = None
