@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from openapi_spec_validator import validate
 
+from killb_broker.tokens import fingerprint
 from tests.client.openapi_document import SPEC, component_response, documented_response, resolved
 
 
@@ -18,10 +22,38 @@ def test_both_routes_are_get_only() -> None:
     }
 
 
+def query_parameters() -> dict[str, Any]:
+    parameters = resolved(SPEC["paths"]["/v1/auth-headers"]["get"]["parameters"])
+    assert all(parameter["in"] == "query" for parameter in parameters)
+    return {parameter["name"]: parameter for parameter in parameters}
+
+
+def test_auth_headers_take_min_ttl_and_rejected_only() -> None:
+    assert set(query_parameters()) == {"minTtl", "rejected"}
+
+
 def test_min_ttl_is_whole_seconds_0_to_1800_default_300() -> None:
-    (parameter,) = resolved(SPEC["paths"]["/v1/auth-headers"]["get"]["parameters"])
-    assert (parameter["name"], parameter["in"]) == ("minTtl", "query")
+    parameter = query_parameters()["minTtl"]
     assert parameter["schema"] == {"type": "integer", "minimum": 0, "maximum": 1800, "default": 300}
+
+
+def test_rejected_is_a_fingerprint_of_12_lowercase_hex_digits() -> None:
+    parameter = query_parameters()["rejected"]
+    assert parameter["required"] is False
+    assert parameter["schema"] == {"type": "string", "pattern": "^[0-9a-f]{12}$"}
+    assert re.fullmatch(parameter["schema"]["pattern"], fingerprint("any token"))
+
+
+def test_health_describes_each_status() -> None:
+    description = SPEC["paths"]["/v1/health"]["get"]["description"]
+    statuses = resolved(SPEC["components"]["schemas"]["Health"])["properties"]["status"]["enum"]
+    assert statuses == ["ok", "refreshing", "expired", "missing"]
+    for status in statuses:
+        assert f"- `{status}`:" in description
+
+
+def test_an_event_that_is_not_a_rest_request_is_documented_as_a_400() -> None:
+    assert "REST (v1) proxy event" in component_response("InvalidRequest")["description"]
 
 
 def test_every_method_needs_a_sigv4_signature() -> None:

@@ -1,4 +1,5 @@
-"""The broker's contract, row by row, through its Lambda handler and the very files in events/.
+"""The broker API (docs/spec.md, "Broker API"), row by row, through its Lambda handler and the
+very files in events/.
 
 Secrets Manager is moto; the refresher's Lambda invoke is stubbed in boto3 (botocore Stubber on
 the handler's own client), so an invoke nobody expected fails the test.
@@ -10,20 +11,32 @@ import copy
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from killb_broker.audit import AUDIT_MESSAGE
 from killb_broker.errors import ConfigurationError
 from killb_broker.observability import logger
 from killb_broker.tokens import AccessToken, fingerprint
+from killb_sandbox.server import Delay
+from tests.refresher_harness import Refresher as RefresherHarness
 from tests.refresher_invoke import force_invoke, refresher_answers, refresher_throttled
 from tests.support import load_event, load_function
 
@@ -33,6 +46,7 @@ CALLER = "arn:aws:sts::123456789012:assumed-role/payments-api/i-0abc"
 CALLER_ROLE = "arn:aws:iam::123456789012:role/service-role/payments-api"
 API_KEY = "key-integration-7f3a"
 FORCE_INVOKE = force_invoke(REFRESHER)
+SM_URL = "https://secretsmanager.us-east-1.amazonaws.com"
 
 
 @dataclass(frozen=True)
@@ -81,13 +95,23 @@ class DeployedBroker:
 
         self.stubber.client.meta.events.register("before-parameter-build.lambda.Invoke", run_action)
 
-    def refresher_answers(self, action: str) -> None:
+    def refresher_answers(self, action: str, rejected: str | None = None) -> None:
         assert self.stubber is not None
-        refresher_answers(self.stubber, REFRESHER, action)
+        refresher_answers(self.stubber, REFRESHER, action, rejected=rejected)
 
-    def refresher_throttled(self) -> None:
+    def refresher_throttled(self, rejected: str | None = None) -> None:
         assert self.stubber is not None
-        refresher_throttled(self.stubber, REFRESHER)
+        refresher_throttled(self.stubber, REFRESHER, rejected)
+
+    def secrets_manager_fails(self, failure: Exception) -> None:
+        """Every read of the handler's own Secrets Manager client fails so, from now on."""
+
+        def fail(**_: Any) -> None:
+            raise failure
+
+        self.app.broker.token_source.secrets.meta.events.register(
+            "before-send.secrets-manager.GetSecretValue", fail
+        )
 
 
 @pytest.fixture
@@ -117,7 +141,14 @@ def deploy(
     """Cold-start the broker with the given settings, as the template would set them."""
     stubbers: list[Stubber] = []
 
-    def start(*, refresher: str | None = REFRESHER, allowed: str = CALLER_ROLE) -> DeployedBroker:
+    def start(
+        *,
+        refresher: str | None = REFRESHER,
+        allowed: str = CALLER_ROLE,
+        env: dict[str, str] | None = None,
+    ) -> DeployedBroker:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
         monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
         monkeypatch.setenv("ALLOWED_PRINCIPALS", allowed)
         if refresher:
@@ -534,19 +565,109 @@ def test_health_of_an_absent_secret_is_missing(
 # --- audit and secrecy ------------------------------------------------------------------------
 
 
+AUDIT_KEYS = {
+    "outcome",
+    "caller_arn",
+    "source_ip",
+    "route",
+    "min_ttl",
+    "token_fingerprint",
+    "rejected_fingerprint",
+    "expires_at",
+    "reason",
+}
+
+
+def audits(log: io.StringIO) -> list[dict[str, Any]]:
+    """The audit records, each cut to the keys of the audit's one shape."""
+    records = [r for r in log_records(log) if r["message"] == AUDIT_MESSAGE]
+    assert all(set(r) >= AUDIT_KEYS for r in records), records
+    return [{key: r[key] for key in AUDIT_KEYS} for r in records]
+
+
 def test_each_200_is_audited_once_with_caller_ip_fingerprint_and_expiry(
     deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
 ) -> None:
     broker = deploy()
     broker.put_token("one", 3600)
     answer = broker.call(load_event("broker-auth-headers-min-ttl.json"))
-    audits = [r for r in log_records(broker_log) if r["message"] == "auth headers issued"]
-    assert len(audits) == 1
-    assert audits[0]["caller_arn"] == CALLER
-    assert audits[0]["source_ip"] == "10.0.12.34"
-    assert audits[0]["token_fingerprint"] == fingerprint("access-one")
-    assert audits[0]["expires_at"] == answer.body["expiresAt"]
-    assert audits[0]["min_ttl"] == 900
+    assert audits(broker_log) == [
+        {
+            "outcome": "issued",
+            "caller_arn": CALLER,
+            "source_ip": "10.0.12.34",
+            "route": "GET /v1/auth-headers",
+            "min_ttl": 900,
+            "token_fingerprint": fingerprint("access-one"),
+            "rejected_fingerprint": None,
+            "expires_at": answer.body["expiresAt"],
+            "reason": "issued",
+        }
+    ]
+
+
+def test_a_request_without_identity_is_audited_as_refused(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    broker = deploy(allowed="")
+    broker.call(load_event("broker-no-identity.json"))
+    (record,) = audits(broker_log)
+    assert record["outcome"] == "refused"
+    assert record["caller_arn"] is None
+    assert record["source_ip"] == "10.0.12.34"
+    assert record["min_ttl"] is None
+
+
+def test_a_caller_not_allowed_is_audited_as_refused_by_its_arn(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    broker = deploy(allowed="arn:aws:iam::123456789012:role/ledger")
+    broker.call(load_event("broker-health.json"))
+    (record,) = audits(broker_log)
+    assert (record["outcome"], record["caller_arn"]) == ("refused", CALLER)
+    assert record["route"] == "GET /v1/health"
+
+
+def test_a_request_no_token_can_serve_is_audited_as_unavailable(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    broker = deploy(refresher=None)
+    broker.put_token("old", 60)
+    broker.call(load_event("broker-auth-headers.json"))
+    (record,) = audits(broker_log)
+    assert record["outcome"] == "unavailable"
+    assert (record["caller_arn"], record["min_ttl"]) == (CALLER, 300)
+    assert record["token_fingerprint"] is None
+    assert record["reason"]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        with_query("broker-auth-headers.json", {"minTtl": ["abc"]}),
+        with_route("broker-auth-headers.json", "GET", "/v1/nope"),
+        with_route("broker-auth-headers.json", "POST", "/v1/auth-headers"),
+        {"warmer": True},
+    ],
+    ids=["bad-query", "no-route", "bad-method", "not-rest"],
+)
+def test_a_request_the_api_does_not_accept_is_audited_as_invalid(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO, event: dict[str, Any]
+) -> None:
+    broker = deploy()
+    broker.call(copy.deepcopy(event))
+    (record,) = audits(broker_log)
+    assert record["outcome"] == "invalid"
+    assert record["reason"]
+
+
+def test_a_healthy_health_check_hands_out_nothing_and_is_not_audited(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600)
+    assert broker.call(load_event("broker-health.json")).status == 200
+    assert audits(broker_log) == []
 
 
 def test_log_lines_carry_api_gateways_request_id_as_correlation_id(
@@ -567,7 +688,7 @@ def test_refused_and_failed_requests_are_not_audited_as_issued(
     broker = deploy(refresher=None)
     broker.call(load_event("broker-no-identity.json"))
     broker.call(load_event("broker-auth-headers.json"))  # placeholder secret: 503
-    assert all(r["message"] != "auth headers issued" for r in log_records(broker_log))
+    assert all(r["outcome"] != "issued" for r in audits(broker_log))
 
 
 def test_no_token_or_api_key_reaches_the_logs(
@@ -605,6 +726,321 @@ def test_missing_secret_id_fails_the_cold_start_with_one_line_naming_it(
     assert "ACCESS_TOKEN_SECRET_ID" in records[0]["message"]
 
 
+# --- hardening: whatever Secrets Manager does, whatever the secret holds -----------------------
+
+
+def aws_error(code: str, status: int = 400) -> ClientError:
+    """Secrets Manager's answer with this error code and HTTP status."""
+    response: Any = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "GetSecretValue")
+
+
+SECRETS_MANAGER_FAILURES = [
+    pytest.param(aws_error("ThrottlingException"), id="throttled"),
+    pytest.param(aws_error("InternalServiceError", 500), id="internal-error"),
+    pytest.param(aws_error("ServiceUnavailable", 503), id="service-unavailable"),
+    pytest.param(EndpointConnectionError(endpoint_url=SM_URL), id="connection-refused"),
+    pytest.param(ConnectionClosedError(endpoint_url=SM_URL), id="connection-lost"),
+    pytest.param(ReadTimeoutError(endpoint_url=SM_URL), id="read-timeout"),
+    pytest.param(ConnectTimeoutError(endpoint_url=SM_URL), id="connect-timeout"),
+    pytest.param(aws_error("AccessDeniedException"), id="access-denied"),
+    pytest.param(aws_error("DecryptionFailure"), id="kms-decrypt-failure"),
+]
+
+
+@pytest.mark.parametrize("failure", SECRETS_MANAGER_FAILURES)
+def test_secrets_manager_failing_is_a_503_with_retry_after(
+    deploy: Callable[..., DeployedBroker], failure: Exception
+) -> None:
+    # Given a Secrets Manager that fails every read (after botocore's retries)
+    broker = deploy(refresher=None)
+    broker.secrets_manager_fails(failure)
+    # When a caller asks for headers / Then "no token now, retry later", not a 500
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert_error(answer, 503, "BROKER.0003")
+    assert answer.headers["Retry-After"].isdigit()
+
+
+@pytest.mark.parametrize("failure", SECRETS_MANAGER_FAILURES)
+def test_health_keeps_answering_while_secrets_manager_fails(
+    deploy: Callable[..., DeployedBroker], failure: Exception
+) -> None:
+    broker = deploy()
+    broker.secrets_manager_fails(failure)
+    answer = broker.call(load_event("broker-health.json"))
+    assert answer.status == 200
+    assert answer.body == {"status": "missing", "expiresAt": None, "expiresIn": None}
+
+
+def test_a_secret_scheduled_for_deletion_is_a_503_and_health_missing(
+    deploy: Callable[..., DeployedBroker], aws: Any
+) -> None:
+    broker = deploy()
+    aws.delete_secret(SecretId=SECRET_ID, RecoveryWindowInDays=7)
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert_error(answer, 503, "BROKER.0003")
+    assert "Retry-After" in answer.headers
+    assert broker.call(load_event("broker-health.json")).body["status"] == "missing"
+    assert broker.invokes == []
+
+
+@pytest.mark.parametrize(
+    "expires_at",
+    ['"soon"', "1.5e9", "1795831200.5", "1e400", str(10**30), str(-(10**30)), "true", "null"],
+)
+def test_a_stored_expiry_that_is_no_unix_time_is_a_503_and_health_missing(
+    deploy: Callable[..., DeployedBroker], expires_at: str
+) -> None:
+    # Given a secret whose expiresAt is not a whole number, or absurdly far from now
+    broker = deploy(refresher=None)
+    broker.put(f'{{"accessToken": "access-odd", "expiresAt": {expires_at}}}')
+    # When callers ask / Then no token is served and nothing crashes formatting the expiry
+    assert_error(broker.call(load_event("broker-auth-headers.json")), 503, "BROKER.0003")
+    health = broker.call(load_event("broker-health.json"))
+    assert health.body == {"status": "missing", "expiresAt": None, "expiresIn": None}
+
+
+def test_a_stored_expiry_more_than_a_day_ahead_is_not_served(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy(refresher=None)
+    broker.put_token("year-33000", 10**15 // 1000)
+    assert_error(broker.call(load_event("broker-auth-headers.json")), 503, "BROKER.0003")
+    assert broker.call(load_event("broker-health.json")).body["status"] == "missing"
+
+
+def test_a_stored_expiry_in_the_past_is_expired_for_health(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy(refresher=None)
+    broker.put_token("gone", -3 * 86_400)
+    assert_error(broker.call(load_event("broker-auth-headers.json")), 503, "BROKER.0003")
+    assert broker.call(load_event("broker-health.json")).body["status"] == "expired"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("accessToken", ""),
+        ("accessToken", "   "),
+        ("accessToken", "access-one\r\nX-Injected: yes"),
+        ("accessToken", "access-one\u0000"),
+        ("accessToken", "access-\u00fcne"),
+        ("apiKey", "key\r\nX-Injected: yes"),
+        ("apiKey", " key"),
+    ],
+)
+def test_a_stored_token_or_api_key_a_header_cannot_carry_is_never_served(
+    deploy: Callable[..., DeployedBroker], field: str, value: str
+) -> None:
+    # Given a secret whose token or API key would break (or inject) a header
+    broker = deploy(refresher=None)
+    stored = {"accessToken": "access-one", "expiresAt": int(time.time()) + 3600, "apiKey": "k"}
+    secret_string = json.dumps(stored).replace(f'"{stored[field]}"', f'"{value}"', 1)
+    broker.put(secret_string)
+    # When a caller asks / Then no Bearer header is built from it
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert_error(answer, 503, "BROKER.0003")
+    assert broker.call(load_event("broker-health.json")).body["status"] == "missing"
+
+
+NOT_REST_EVENTS = [
+    pytest.param(load_event("broker-http-api-v2.json"), id="http-api-v2"),
+    pytest.param({}, id="empty"),
+    pytest.param({"warmer": True}, id="warmer"),
+    pytest.param({"key1": "value1", "key2": "value2", "key3": "value3"}, id="console-test"),
+    pytest.param([], id="list"),
+    pytest.param("ping", id="string"),
+    pytest.param(None, id="null"),
+    pytest.param({"httpMethod": "GET", "path": ["/v1/health"]}, id="path-not-a-string"),
+    pytest.param(
+        {"httpMethod": "GET", "path": "/v1/health", "requestContext": "x"}, id="context-not-a-map"
+    ),
+    pytest.param({"httpMethod": "GET", "path": "/v1/health", "headers": []}, id="headers-a-list"),
+]
+
+
+@pytest.mark.parametrize("event", NOT_REST_EVENTS)
+def test_an_event_that_is_not_a_rest_request_gets_a_400_not_a_function_error(
+    deploy: Callable[..., DeployedBroker], event: Any
+) -> None:
+    # Given an event API Gateway's REST proxy would never send
+    broker = deploy()
+    broker.put_token("one", 3600)
+    # When the handler is invoked with it / Then it answers in the documented error shape
+    answer = broker.call(copy.deepcopy(event))
+    assert_error(answer, 400, "BROKER.0001")
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert broker.reads == []
+
+
+# --- rejected tokens --------------------------------------------------------------------------
+
+
+def rejected_event(fingerprint_reported: str, min_ttl: str | None = None) -> dict[str, Any]:
+    query = {"rejected": [fingerprint_reported]} | ({"minTtl": [min_ttl]} if min_ttl else {})
+    return with_query("broker-auth-headers-rejected.json", query)
+
+
+def test_the_rejected_event_reports_a_fingerprint() -> None:
+    event = load_event("broker-auth-headers-rejected.json")
+    assert list(event["multiValueQueryStringParameters"]) == ["rejected"]
+
+
+def test_a_reported_token_in_hand_is_replaced_and_never_served_again(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    # Given a warm broker that handed out token old, which KillB then refused
+    broker = deploy()
+    broker.put_token("old", 3600)
+    broker.call(load_event("broker-auth-headers.json"))
+    old = fingerprint("access-old")
+    broker.refresher_answers("refreshed", rejected=old)
+    broker.on_invoke(lambda: broker.put_token("new", 3600))
+    # When a caller reports old
+    answer = broker.call(rejected_event(old))
+    # Then the refresher was run once for old, and the caller gets new
+    assert answer.status == 200
+    assert answer.body["headers"]["Authorization"] == "Bearer access-new"
+    assert broker.invokes == [force_invoke(REFRESHER, old)]
+    # And the report is audited with what was reported and what was issued
+    report = audits(broker_log)[-1]
+    assert report["rejected_fingerprint"] == old
+    assert report["token_fingerprint"] == fingerprint("access-new")
+    assert report["outcome"] == "issued"
+
+
+def test_a_report_of_an_old_token_changes_nothing(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    broker = deploy()
+    broker.put_token("current", 3600)
+    answer = broker.call(rejected_event(fingerprint("access-long-gone")))
+    assert answer.body["headers"]["Authorization"] == "Bearer access-current"
+    assert broker.invokes == []
+    assert audits(broker_log)[-1]["rejected_fingerprint"] == fingerprint("access-long-gone")
+
+
+def test_a_reported_token_the_refresher_cannot_replace_is_a_503_soon(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    broker = deploy()
+    broker.put_token("old", 3600)
+    broker.refresher_answers("failed", rejected=fingerprint("access-old"))
+    answer = broker.call(rejected_event(fingerprint("access-old")))
+    assert_error(answer, 503, "BROKER.0003")
+    assert answer.headers["Retry-After"] == "5"
+    assert "access-old" not in answer.text
+    report = audits(broker_log)[-1]
+    assert (report["outcome"], report["rejected_fingerprint"]) == (
+        "unavailable",
+        fingerprint("access-old"),
+    )
+
+
+def test_a_reported_token_while_the_refresher_runs_reads_the_secret_again(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy()
+    broker.put_token("old", 3600)
+    broker.refresher_throttled(rejected=fingerprint("access-old"))
+    broker.on_invoke(lambda: broker.put_token("new", 3600))
+    answer = broker.call(rejected_event(fingerprint("access-old")))
+    assert answer.body["headers"]["Authorization"] == "Bearer access-new"
+
+
+@pytest.mark.parametrize("reported", ["", "ABCDEF012345", "abc", "0123456789abc", "zzzzzzzzzzzz"])
+def test_a_malformed_fingerprint_is_a_400(
+    deploy: Callable[..., DeployedBroker], reported: str
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600)
+    assert_error(broker.call(rejected_event(reported)), 400, "BROKER.0001")
+    assert broker.invokes == []
+
+
+def test_each_report_is_counted(
+    deploy: Callable[..., DeployedBroker], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a broker, When two callers report an old token / Then two RejectedTokenReports
+    broker = deploy()
+    broker.put_token("current", 3600)
+    capsys.readouterr()
+    broker.call(rejected_event(fingerprint("access-old")))
+    broker.call(rejected_event(fingerprint("access-old"), min_ttl="60"))
+    broker.call(load_event("broker-auth-headers.json"))
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    assert [m.get("RejectedTokenReports") for m in emitted] == [[1.0], [1.0]]
+
+
+# --- sam local -------------------------------------------------------------------------------
+
+SAM_LOCAL = {"AWS_SAM_LOCAL": "true", "LOCAL_CALLER_ARN": CALLER}
+
+
+def test_sam_local_serves_an_event_without_identity_as_the_local_caller(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    # Given the broker in sam local's container, which cannot emulate AWS_IAM
+    broker = deploy(env=SAM_LOCAL)
+    broker.put_token("one", 3600)
+    # When a request without any IAM identity comes in (what `sam local start-api` sends)
+    answer = broker.call(load_event("broker-no-identity.json"))
+    # Then LOCAL_CALLER_ARN stands in for the caller, and the log says why
+    assert answer.status == 200
+    assert answer.body["headers"]["Authorization"] == "Bearer access-one"
+    warnings = [r for r in log_records(broker_log) if r["level"] == "WARNING"]
+    assert any("sam local cannot emulate AWS_IAM" in r["message"] for r in warnings)
+
+
+def test_sam_local_still_checks_the_local_caller_against_allowed_principals(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy(env=SAM_LOCAL, allowed="arn:aws:iam::123456789012:role/ledger")
+    broker.put_token("one", 3600)
+    assert_error(broker.call(load_event("broker-no-identity.json")), 403, "BROKER.0002")
+
+
+def test_sam_local_keeps_the_identity_an_event_carries(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a local caller who is allowed, and an event naming another caller who is not
+    broker = deploy(env=SAM_LOCAL, allowed=CALLER)
+    broker.put_token("one", 3600)
+    event = load_event("broker-auth-headers.json")
+    event["requestContext"]["identity"]["userArn"] = "arn:aws:iam::123456789012:user/ops-alice"
+    # Then the event's identity decides: the local caller is only for events without one
+    assert_error(broker.call(event), 403, "BROKER.0002")
+
+
+@pytest.mark.parametrize("sam_local", [None, "false"])
+def test_without_sam_local_the_local_caller_changes_nothing(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO, sam_local: str | None
+) -> None:
+    # Given LOCAL_CALLER_ARN set where Lambda runs (no AWS_SAM_LOCAL=true)
+    env = {"LOCAL_CALLER_ARN": CALLER} | ({"AWS_SAM_LOCAL": sam_local} if sam_local else {})
+    broker = deploy(env=env)
+    broker.put_token("one", 3600)
+    # When a request without identity comes in / Then it is refused as always, before any read
+    assert_error(broker.call(load_event("broker-no-identity.json")), 403, "BROKER.0002")
+    assert broker.reads == []
+    # And the cold start said once that the setting is ignored
+    ignored = [r for r in log_records(broker_log) if "LOCAL_CALLER_ARN" in r["message"]]
+    assert len(ignored) == 1
+    assert ignored[0]["level"] == "WARNING"
+
+
+def test_sam_local_with_a_malformed_local_caller_fails_the_cold_start(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
+    monkeypatch.setenv("AWS_SAM_LOCAL", "true")
+    monkeypatch.setenv("LOCAL_CALLER_ARN", "payments-api")
+    with pytest.raises(ConfigurationError, match="LOCAL_CALLER_ARN"):
+        load_function("broker")
+
+
 def test_malformed_allowed_principals_fail_the_cold_start(
     aws: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -612,3 +1048,107 @@ def test_malformed_allowed_principals_fail_the_cold_start(
     monkeypatch.setenv("ALLOWED_PRINCIPALS", "payments-api")
     with pytest.raises(ConfigurationError, match="ALLOWED_PRINCIPALS"):
         load_function("broker")
+
+
+# --- many callers, one rejected token, the real refresher -------------------------------------
+
+REPORTING_CALLERS = 8
+
+
+class OneAtATimeRefresher:
+    """The refresher function as Lambda runs it with ReservedConcurrentExecutions: 1: the real
+    handler in process (moto, the local KillB); an invoke while a run is under way is throttled."""
+
+    def __init__(self, harness: RefresherHarness) -> None:
+        self._harness = harness
+        self._running = threading.Lock()
+        self.payloads: list[Any] = []
+        self.throttled = 0
+
+    def invoke(
+        self,
+        *,
+        # boto3's keyword names, so that it stands where the Lambda client does.
+        FunctionName: str,  # noqa: N803
+        InvocationType: str,  # noqa: N803
+        Payload: bytes,  # noqa: N803
+    ) -> dict[str, Any]:
+        if not self._running.acquire(blocking=False):
+            self.throttled += 1
+            error: Any = {
+                "Error": {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."},
+                "ResponseMetadata": {"HTTPStatusCode": 429},
+            }
+            raise ClientError(error, "Invoke")
+        try:
+            self.payloads.append(json.loads(Payload))
+            summary = self._harness.app.lambda_handler(json.loads(Payload), self._harness.context)
+        finally:
+            self._running.release()
+        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(summary).encode())}
+
+
+def broker_containers(
+    harness: RefresherHarness, monkeypatch: pytest.MonkeyPatch, count: int
+) -> tuple[list[ModuleType], OneAtATimeRefresher]:
+    """count warm broker containers over the harness's secrets, sharing one refresher."""
+    monkeypatch.setenv("REFRESHER_FUNCTION_NAME", REFRESHER)
+    monkeypatch.setenv("ALLOWED_PRINCIPALS", "")
+    refresher_function = OneAtATimeRefresher(harness)
+    containers = []
+    for _ in range(count):
+        app = load_function("broker")
+        # The one piece Lambda cannot lend a test: its Invoke API, here the handler itself.
+        app.broker.token_source.refresher.client = refresher_function
+        containers.append(app)
+    return containers, refresher_function
+
+
+def test_many_callers_reporting_one_token_at_once_cause_one_refresh(
+    refresher: RefresherHarness, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    # Given a logged-in stack, and broker containers that each handed out its token
+    refresher.run()
+    old = refresher.access_token()
+    containers, refresher_function = broker_containers(refresher, monkeypatch, REPORTING_CALLERS)
+    for app in containers:
+        assert (
+            app.lambda_handler(load_event("broker-auth-headers.json"), lambda_context)["statusCode"]
+            == 200
+        )
+    # And KillB slow to answer the refresh, so that the reports overlap the refresher's run
+    refresher.sandbox.inject("refresh", Delay(seconds=0.5))
+    # When KillB refuses that token and every caller reports it at the same moment
+    refresher.sandbox.revoke(old)
+    start = threading.Barrier(REPORTING_CALLERS)
+    event = rejected_event(fingerprint(old))
+
+    def report(app: ModuleType) -> dict[str, Any]:
+        start.wait()
+        answer: dict[str, Any] = app.lambda_handler(copy.deepcopy(event), lambda_context)
+        return answer
+
+    with ThreadPoolExecutor(REPORTING_CALLERS) as pool:
+        answers = list(pool.map(report, containers))
+    # Then KillB saw one refresh, and no caller got the rejected token back
+    assert refresher.sandbox.count("refresh") == 1
+    new = refresher.access_token()
+    assert new != old
+    for answer in answers:
+        assert answer["statusCode"] in (200, 503), answer
+        if answer["statusCode"] == 200:
+            assert json.loads(answer["body"])["headers"]["Authorization"] == f"Bearer {new}"
+        else:
+            assert answer["headers"]["Retry-After"] == "5"
+    assert any(answer["statusCode"] == 200 for answer in answers)
+    assert refresher_function.payloads
+    assert all(
+        p == {"force": True, "rejected": fingerprint(old)} for p in refresher_function.payloads
+    )
+    # And when the callers that were told to retry do, they get the new token, still no refresh
+    for app, answer in zip(containers, answers, strict=True):
+        if answer["statusCode"] == 503:
+            retried = app.lambda_handler(copy.deepcopy(event), lambda_context)
+            assert json.loads(retried["body"])["headers"]["Authorization"] == f"Bearer {new}"
+    assert refresher.sandbox.count("refresh") == 1
+    assert refresher.sandbox.count("login") == 1

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from botocore.exceptions import (
+    BotoCoreError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from botocore.stub import Stubber
 from moto import mock_aws
 
 from killb_broker.aws import secretsmanager_client
-from killb_broker.errors import SecretAccessDenied, SecretNotFound, StoreError
+from killb_broker.errors import SecretAccessDenied, SecretNotFound, StoreError, StoreUnavailable
 from killb_broker.store import TokenStore
 from killb_broker.tokens import (
     AccessToken,
@@ -140,13 +147,13 @@ def test_session_round_trips_tokens_and_backoff(store: TokenStore) -> None:
     assert store.read_session() == session
 
 
-def test_session_json_has_the_contract_fields(
+def test_session_json_has_the_documented_fields(
     client: SecretsManagerClient, store: TokenStore
 ) -> None:
     # Given a session with tokens only
     store.write_session(Session(tokens=TOKENS))
 
-    # When the secret is read raw, Then it holds the contract's fields and no backoff
+    # When the secret is read raw, Then it holds the documented fields and no backoff
     assert json.loads(current(client, SESSION_ID)[0]) == {
         "accessToken": "access-store-1",
         "refreshToken": "refresh-store-1",
@@ -170,7 +177,7 @@ def test_session_without_tokens_holds_only_the_backoff(
 def test_session_written_by_hand_without_obtained_at_is_usable(
     client: SecretsManagerClient, store: TokenStore
 ) -> None:
-    # Given a session holding only the contract's three required fields
+    # Given a session holding only the three required fields
     client.put_secret_value(
         SecretId=SESSION_ID,
         SecretString=json.dumps({"accessToken": "a", "refreshToken": "r", "expiresAt": 5}),
@@ -191,7 +198,7 @@ def test_access_token_round_trips_with_its_api_key(
     # When written and read back
     store.write_access_token(token)
 
-    # Then it is the same token, stored as the contract's JSON
+    # Then it is the same token, stored as the documented JSON
     assert store.read_access_token() == token
     assert json.loads(current(client, ACCESS_TOKEN_ID)[0]) == {
         "accessToken": "access-store-1",
@@ -284,15 +291,63 @@ def test_access_denied_is_reported_by_secret_id_without_the_value(
     assert raised.value.__cause__ is None
 
 
-def test_other_aws_errors_are_store_errors(client: SecretsManagerClient, store: TokenStore) -> None:
-    # Given Secrets Manager cannot decrypt the secret
+@pytest.mark.parametrize(
+    ("code", "status", "kind"),
+    [
+        ("AccessDeniedException", 400, SecretAccessDenied),
+        ("DecryptionFailure", 400, SecretAccessDenied),
+        ("ResourceNotFoundException", 400, SecretNotFound),
+        ("ThrottlingException", 400, StoreUnavailable),
+        ("InternalServiceError", 500, StoreUnavailable),
+        ("SomethingNew", 503, StoreUnavailable),
+        ("InvalidParameterException", 400, StoreError),
+    ],
+)
+def test_each_aws_refusal_maps_to_one_store_error(
+    client: SecretsManagerClient, store: TokenStore, code: str, status: int, kind: type
+) -> None:
+    # Given Secrets Manager answering a read with this error
     with Stubber(client) as stubber:
-        stubber.add_client_error("get_secret_value", service_error_code="DecryptionFailure")
+        stubber.add_client_error(
+            "get_secret_value", service_error_code=code, http_status_code=status
+        )
+        # When the store reads the access token, Then the error is of its kind, names the
+        # secret, and carries none of botocore's (which may quote the request)
+        with pytest.raises(StoreError) as raised:
+            store.read_access_token()
+    assert type(raised.value) is kind
+    assert raised.value.secret_id == ACCESS_TOKEN_ID
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
 
-        # When the store reads the session, Then a StoreError names the secret and the code
-        with pytest.raises(StoreError, match="DecryptionFailure") as raised:
-            store.read_session()
-    assert raised.value.secret_id == SESSION_ID
+
+def test_a_secret_scheduled_for_deletion_reads_as_not_found(
+    client: SecretsManagerClient, store: TokenStore
+) -> None:
+    # Given the access-token secret scheduled for deletion (moto answers as Secrets Manager)
+    client.delete_secret(SecretId=ACCESS_TOKEN_ID, RecoveryWindowInDays=7)
+    # When the store reads it, Then it is as good as gone
+    with pytest.raises(SecretNotFound, match="scheduled for deletion"):
+        store.read_access_token()
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError],
+)
+def test_secrets_manager_out_of_reach_is_store_unavailable(
+    client: SecretsManagerClient, store: TokenStore, failure: type[BotoCoreError]
+) -> None:
+    # Given a Secrets Manager that cannot be reached
+    def fail(**_: Any) -> None:
+        raise failure(endpoint_url="https://secretsmanager.us-east-1.amazonaws.com")
+
+    client.meta.events.register("before-send.secrets-manager.GetSecretValue", fail)
+    # When the store reads, Then a StoreUnavailable with no botocore error chained
+    with pytest.raises(StoreUnavailable) as raised:
+        store.read_access_token()
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
 
 
 def test_client_lets_botocore_retry_throttling() -> None:
@@ -317,7 +372,7 @@ def test_client_honours_the_endpoint_variables(
     assert secretsmanager_client().meta.endpoint_url == "http://127.0.0.1:4599"
 
 
-def test_boto3s_own_service_variable_wins_over_the_contracts_spelling(
+def test_boto3s_own_service_variable_wins_over_the_other_spelling(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given both spellings of the service endpoint variable

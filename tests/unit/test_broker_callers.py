@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from killb_broker.broker import Broker, TokenSource, principal_matches
+from killb_broker.audit import AuditRecord
+from killb_broker.broker import Broker
+from killb_broker.callers import Callers, principal_matches
 from killb_broker.errors import CallerNotAllowed
+from killb_broker.token_source import TokenSource
 
 ROLE = "arn:aws:iam::123456789012:role/payments-api"
 ROLE_WITH_PATH = "arn:aws:iam::123456789012:role/service-role/payments-api"
@@ -21,7 +24,7 @@ class NoSecrets:
 
 
 def broker_allowing(*principals: str) -> Broker:
-    return Broker(TokenSource(NoSecrets(), "access-token"), principals)
+    return Broker(TokenSource(NoSecrets(), "access-token"), Callers(principals))
 
 
 def test_role_arn_matches_its_assumed_role_sessions() -> None:
@@ -79,16 +82,16 @@ def test_malformed_session_arn_matches_nothing() -> None:
 
 
 def test_no_allowed_principals_admits_every_caller_api_gateway_let_through() -> None:
-    assert broker_allowing().authorize(USER) == USER
+    assert broker_allowing().callers.admit(USER) == USER
 
 
 def test_caller_named_through_its_role_is_admitted() -> None:
-    assert broker_allowing(USER, ROLE_WITH_PATH).authorize(SESSION) == SESSION
+    assert broker_allowing(USER, ROLE_WITH_PATH).callers.admit(SESSION) == SESSION
 
 
 def test_caller_not_in_allowed_principals_is_refused() -> None:
     with pytest.raises(CallerNotAllowed, match="not allowed"):
-        broker_allowing(ROLE).authorize(USER)
+        broker_allowing(ROLE).callers.admit(USER)
 
 
 @pytest.mark.parametrize("caller_arn", [None, ""])
@@ -96,10 +99,28 @@ def test_request_without_iam_identity_is_refused_even_when_everyone_is_allowed(
     caller_arn: str | None,
 ) -> None:
     with pytest.raises(CallerNotAllowed, match="no IAM caller identity"):
-        broker_allowing().authorize(caller_arn)
+        broker_allowing().callers.admit(caller_arn)
 
 
 def test_refused_caller_gets_no_token_read() -> None:
     # Given a broker whose secret must not be touched / When a stranger asks / Then 403 first
+    audit = AuditRecord()
     with pytest.raises(CallerNotAllowed):
-        broker_allowing(ROLE).auth_headers(USER, "10.0.0.1", {})
+        broker_allowing(ROLE).auth_headers(USER, {}, audit)
+    assert audit.caller_arn == USER
+
+
+def test_refused_caller_gets_no_health_read() -> None:
+    with pytest.raises(CallerNotAllowed):
+        broker_allowing(ROLE).health(USER, AuditRecord())
+
+
+def test_local_caller_stands_in_only_for_a_request_without_identity() -> None:
+    callers = Callers((ROLE,), local_caller_arn=SESSION)
+    assert callers.identify(None) == SESSION
+    assert callers.identify("") == SESSION
+    assert callers.identify(USER) == USER
+
+
+def test_without_a_local_caller_a_request_without_identity_stays_without() -> None:
+    assert Callers((ROLE,)).identify(None) is None

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from killb_broker.broker import Broker, TokenSource
+from killb_broker.audit import AuditRecord
+from killb_broker.broker import Broker
+from killb_broker.token_source import TokenSource
 from killb_broker.tokens import AccessToken
 
 NOW = 1_795_827_600
@@ -25,7 +27,7 @@ class FixedSecret:
 
 def health_with(secret_string: str, now: float = NOW) -> dict[str, object]:
     source = TokenSource(FixedSecret(secret_string), "access-token", clock=lambda: now)
-    return Broker(source).health(CALLER)
+    return Broker(source).health(CALLER, AuditRecord())
 
 
 def token_expiring_in(seconds: int) -> str:
@@ -52,6 +54,58 @@ def test_expired_token_reports_no_negative_seconds() -> None:
     assert health_with(token_expiring_in(-600))["expiresIn"] == 0
 
 
+MISSING = {"status": "missing", "expiresAt": None, "expiresIn": None}
+
+
 @pytest.mark.parametrize("secret_string", ["", "placeholder", "{}", "[]", '{"accessToken": "x"}'])
 def test_secret_without_a_usable_token_is_missing(secret_string: str) -> None:
-    assert health_with(secret_string) == {"status": "missing", "expiresAt": None, "expiresIn": None}
+    assert health_with(secret_string) == MISSING
+
+
+@pytest.mark.parametrize(
+    "expires_at",
+    [
+        f"{NOW + 3600}.5",
+        f"{NOW + 3600}.0",
+        "1e20",
+        f'"{NOW + 3600}"',
+        "true",
+        "null",
+        str(NOW + 86_400 + 3600),
+        str(10**30),
+        "-1",
+        str(-(10**30)),
+    ],
+)
+def test_an_expiry_that_is_not_a_plausible_unix_time_is_missing(expires_at: str) -> None:
+    # Given an access-token secret whose expiresAt no KillB answer could have produced
+    secret_string = f'{{"accessToken": "access-h", "expiresAt": {expires_at}}}'
+    # When health is asked / Then the token is not usable, and nothing fails on formatting it
+    assert health_with(secret_string) == MISSING
+
+
+def test_an_expiry_a_full_day_ahead_is_still_a_token() -> None:
+    assert health_with(token_expiring_in(86_400))["status"] == "ok"
+
+
+def test_an_expiry_far_in_the_past_is_expired() -> None:
+    assert health_with(token_expiring_in(-NOW)) == {
+        "status": "expired",
+        "expiresAt": "1970-01-01T00:00:00Z",
+        "expiresIn": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    "token", ["", " access-h", "access-h ", "access\r\nX-Evil: 1", "access\u0000h", "accèss"]
+)
+def test_a_stored_token_a_header_cannot_carry_is_missing(token: str) -> None:
+    secret_string = f'{{"accessToken": "{token}", "expiresAt": {NOW + 3600}}}'
+    assert health_with(secret_string) == MISSING
+
+
+@pytest.mark.parametrize("api_key", [" k", "k\r\nX-Evil: 1", "k\u0000", "kéy", 7])
+def test_a_stored_api_key_a_header_cannot_carry_makes_the_token_missing(api_key: object) -> None:
+    value = f'"{api_key}"' if isinstance(api_key, str) else str(api_key)
+    secret_string = f'{{"accessToken": "access-h", "expiresAt": {NOW + 3600}, "apiKey": {value}}}'
+    assert health_with(secret_string) == MISSING

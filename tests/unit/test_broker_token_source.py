@@ -1,5 +1,6 @@
 """Where the broker's token comes from: memory while young and long enough, else the secret, else
-one forced run of the refresher. Secrets Manager is moto; the Lambda invoke is stubbed in boto3."""
+one forced run of the refresher; a token a caller reported rejected is replaced, never served.
+Secrets Manager is moto (or botocore's Stubber for its failures); the Lambda invoke is stubbed."""
 
 from __future__ import annotations
 
@@ -9,19 +10,24 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from killb_broker.broker import (
+from killb_broker.errors import TokenUnavailable
+from killb_broker.refresher_invoke import Refresher
+from killb_broker.token_source import (
     MAX_CACHE_AGE,
     RETRY_AFTER_NOTHING_TO_DO,
     RETRY_AFTER_REFRESH_ATTEMPTED,
-    Refresher,
     TokenSource,
 )
-from killb_broker.errors import TokenUnavailable
-from killb_broker.tokens import AccessToken
+from killb_broker.tokens import AccessToken, fingerprint
 from tests.refresher_invoke import force_invoke, refresher_answers, refresher_throttled
 
 if TYPE_CHECKING:
@@ -92,11 +98,15 @@ class RefresherStub:
 
         self.client.meta.events.register("before-parameter-build.lambda.Invoke", run_action)
 
-    def answers(self, action: str, *, function_error: str | None = None) -> None:
-        refresher_answers(self.stubber, REFRESHER, action, function_error=function_error)
+    def answers(
+        self, action: str, *, function_error: str | None = None, rejected: str | None = None
+    ) -> None:
+        refresher_answers(
+            self.stubber, REFRESHER, action, function_error=function_error, rejected=rejected
+        )
 
-    def throttled(self) -> None:
-        refresher_throttled(self.stubber, REFRESHER)
+    def throttled(self, rejected: str | None = None) -> None:
+        refresher_throttled(self.stubber, REFRESHER, rejected)
 
 
 @pytest.fixture
@@ -158,8 +168,17 @@ def test_request_after_the_cache_bound_reads_the_secret_again(
     assert len(secrets.reads) == 2
 
 
-def test_cache_bound_is_at_most_a_minute() -> None:
-    assert 0 < MAX_CACHE_AGE <= 60
+def test_a_token_replaced_in_the_secret_reaches_callers_within_a_minute(
+    secrets: SecretsManager, clock: Clock
+) -> None:
+    # Given a warm container serving token one, and the refresher replacing it early
+    tokens = source_that_read(secrets, clock, "one", NOW + 3600)
+    secrets.put_token("two", NOW + 3600)
+    # When callers keep asking for a minute / Then they get token one, then token two
+    clock.advance(59)
+    assert tokens.lasting(300).token == "access-one"
+    clock.advance(1)
+    assert tokens.lasting(300).token == "access-two"
 
 
 def test_clock_stepping_back_does_not_keep_the_cached_copy_forever(
@@ -268,20 +287,90 @@ def test_missing_secret_is_unavailable_without_invoking_the_refresher(
     assert lambda_stub.invokes == []
 
 
-def test_secret_access_denied_is_unavailable_not_a_crash(clock: Clock) -> None:
-    client = boto3.client("secretsmanager")
-    stubber = Stubber(client)
-    stubber.add_client_error("get_secret_value", "AccessDeniedException", "denied", 400)
-    with stubber, pytest.raises(TokenUnavailable):
-        TokenSource(client, SECRET_ID, clock=clock).lasting(300)
+SECRETS_MANAGER_FAILURES = [
+    pytest.param("AccessDeniedException", 400, RETRY_AFTER_NOTHING_TO_DO, id="access-denied"),
+    pytest.param("DecryptionFailure", 400, RETRY_AFTER_NOTHING_TO_DO, id="kms-decrypt"),
+    pytest.param("ResourceNotFoundException", 400, RETRY_AFTER_NOTHING_TO_DO, id="not-found"),
+    pytest.param("ThrottlingException", 400, RETRY_AFTER_REFRESH_ATTEMPTED, id="throttled"),
+    pytest.param("InternalServiceError", 500, RETRY_AFTER_REFRESH_ATTEMPTED, id="internal"),
+    pytest.param("ServiceUnavailable", 503, RETRY_AFTER_REFRESH_ATTEMPTED, id="503"),
+    pytest.param("SomethingNew", 502, RETRY_AFTER_REFRESH_ATTEMPTED, id="any-5xx"),
+]
 
 
-def test_unexpected_secrets_manager_error_is_not_disguised(clock: Clock) -> None:
+@pytest.mark.parametrize(("code", "status", "retry_after"), SECRETS_MANAGER_FAILURES)
+def test_each_secrets_manager_refusal_is_unavailable_not_a_crash(
+    clock: Clock, code: str, status: int, retry_after: int
+) -> None:
+    # Given Secrets Manager answering the read with this error (after botocore's retries)
     client = boto3.client("secretsmanager")
     stubber = Stubber(client)
-    stubber.add_client_error("get_secret_value", "InternalServiceError", "oops", 500)
-    with stubber, pytest.raises(ClientError):
-        TokenSource(client, SECRET_ID, clock=clock).lasting(300)
+    stubber.add_client_error("get_secret_value", code, "no", status)
+    # When a caller asks / Then no token can be had now, and the caller is told when to retry
+    with stubber:
+        error = unavailable(TokenSource(client, SECRET_ID, clock=clock), 300)
+    assert error.retry_after == retry_after
+
+
+def test_a_secret_scheduled_for_deletion_is_unavailable_not_a_crash(
+    secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
+) -> None:
+    # Given the access-token secret scheduled for deletion (moto answers as Secrets Manager)
+    secrets.client.delete_secret(SecretId=SECRET_ID, RecoveryWindowInDays=7)
+    # When a caller asks / Then no token, no refresher run (it could not write one either)
+    error = unavailable(source(secrets, clock, lambda_stub), 300)
+    assert error.retry_after == RETRY_AFTER_NOTHING_TO_DO
+    assert lambda_stub.invokes == []
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        EndpointConnectionError(endpoint_url="https://secretsmanager.us-east-1.amazonaws.com"),
+        ConnectTimeoutError(endpoint_url="https://secretsmanager.us-east-1.amazonaws.com"),
+        ReadTimeoutError(endpoint_url="https://secretsmanager.us-east-1.amazonaws.com"),
+        ConnectionClosedError(endpoint_url="https://secretsmanager.us-east-1.amazonaws.com"),
+    ],
+    ids=type,
+)
+def test_secrets_manager_out_of_reach_is_unavailable_for_a_few_seconds(
+    clock: Clock, failure: Exception
+) -> None:
+    # Given a Secrets Manager that cannot be reached (after botocore's retries)
+    client = boto3.client("secretsmanager")
+
+    def fail(**_: Any) -> None:
+        raise failure
+
+    client.meta.events.register("before-send.secrets-manager.GetSecretValue", fail)
+    # When a caller asks / Then a retry soon, and nothing of botocore's error is carried along
+    error = unavailable(TokenSource(client, SECRET_ID, clock=clock), 300)
+    assert error.retry_after == RETRY_AFTER_REFRESH_ATTEMPTED
+    assert error.__cause__ is None
+    assert error.__suppress_context__
+
+
+def test_current_token_while_secrets_manager_fails_is_none(clock: Clock) -> None:
+    client = boto3.client("secretsmanager")
+    stubber = Stubber(client)
+    stubber.add_client_error("get_secret_value", "ThrottlingException", "slow down", 400)
+    with stubber:
+        assert TokenSource(client, SECRET_ID, clock=clock).current() is None
+
+
+@pytest.mark.parametrize("expires_at", [NOW + 86_400 + 1, 10**30, -1])
+def test_token_with_an_implausible_expiry_is_never_served(
+    secrets: SecretsManager, clock: Clock, expires_at: int
+) -> None:
+    # Given a secret whose expiresAt is more than a day ahead, or before 1970
+    secrets.put_token("odd", expires_at)
+    # When a caller asks for any minTtl / Then that token is not handed out
+    unavailable(source(secrets, clock), 0)
+
+
+def test_token_expiring_a_full_day_ahead_is_served(secrets: SecretsManager, clock: Clock) -> None:
+    secrets.put_token("day", NOW + 86_400)
+    assert source(secrets, clock).lasting(1800).token == "access-day"
 
 
 def test_current_token_comes_from_memory_while_young(secrets: SecretsManager, clock: Clock) -> None:
@@ -295,3 +384,85 @@ def test_current_token_comes_from_memory_while_young(secrets: SecretsManager, cl
 def test_current_token_of_a_missing_secret_is_none(secrets: SecretsManager, clock: Clock) -> None:
     secrets.client.delete_secret(SecretId=SECRET_ID, ForceDeleteWithoutRecovery=True)
     assert source(secrets, clock).current() is None
+
+
+# --- rejected tokens ----------------------------------------------------------------------------
+
+OLD = fingerprint("access-old")
+
+
+def test_a_reported_token_in_hand_is_replaced_through_the_refresher(
+    secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
+) -> None:
+    # Given a warm container holding token old, with an hour left, and a refresher that replaces
+    # it when told it was rejected
+    secrets.put_token("old", NOW + 3600)
+    tokens = source(secrets, clock, lambda_stub)
+    tokens.lasting(300)
+    lambda_stub.answers("refreshed", rejected=OLD)
+    lambda_stub.on_invoke(lambda: secrets.put_token("new", NOW + 3600))
+    # When a caller reports old as rejected
+    token = tokens.lasting(300, rejected=OLD)
+    # Then the refresher was run once for that token, and the new one is served
+    assert lambda_stub.invokes == [force_invoke(REFRESHER, OLD)]
+    assert token.token == "access-new"
+
+
+def test_a_report_reads_the_secret_past_the_cache_first(
+    secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
+) -> None:
+    # Given a warm container still holding old, while the secret already holds new
+    secrets.put_token("old", NOW + 3600)
+    tokens = source(secrets, clock, lambda_stub)
+    tokens.lasting(300)
+    secrets.put_token("new", NOW + 3600)
+    # When a caller reports old / Then new is served with no refresher run
+    assert tokens.lasting(300, rejected=OLD).token == "access-new"
+    assert lambda_stub.invokes == []
+    assert len(secrets.reads) == 2
+
+
+def test_a_report_of_another_token_changes_nothing(
+    secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
+) -> None:
+    secrets.put_token("current", NOW + 3600)
+    token = source(secrets, clock, lambda_stub).lasting(300, rejected=OLD)
+    assert token.token == "access-current"
+    assert lambda_stub.invokes == []
+
+
+def test_a_reported_token_the_refresher_did_not_replace_is_never_served(
+    secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
+) -> None:
+    # Given a refresher that declines to replace it (too soon after the last report)
+    secrets.put_token("old", NOW + 3600)
+    lambda_stub.answers("failed", rejected=OLD)
+    # When a caller reports old / Then no token now, retry in a few seconds
+    error = unavailable_for_report(source(secrets, clock, lambda_stub), OLD)
+    assert error.retry_after == RETRY_AFTER_REFRESH_ATTEMPTED
+    assert len(lambda_stub.invokes) == 1
+
+
+def test_a_reported_token_while_the_refresher_runs_is_read_again(
+    secrets: SecretsManager, clock: Clock, lambda_stub: RefresherStub
+) -> None:
+    # Given the refresher already running (throttled) and writing a new token meanwhile
+    secrets.put_token("old", NOW + 3600)
+    lambda_stub.throttled(rejected=OLD)
+    lambda_stub.on_invoke(lambda: secrets.put_token("new", NOW + 3600))
+    # When a caller reports old / Then the read after the throttled invoke serves new
+    assert source(secrets, clock, lambda_stub).lasting(300, rejected=OLD).token == "access-new"
+
+
+def test_a_reported_token_without_a_refresher_is_unavailable_for_longer(
+    secrets: SecretsManager, clock: Clock
+) -> None:
+    secrets.put_token("old", NOW + 3600)
+    error = unavailable_for_report(source(secrets, clock), OLD)
+    assert error.retry_after == RETRY_AFTER_NOTHING_TO_DO
+
+
+def unavailable_for_report(tokens: TokenSource, rejected: str) -> TokenUnavailable:
+    with pytest.raises(TokenUnavailable) as raised:
+        tokens.lasting(300, rejected=rejected)
+    return raised.value

@@ -18,7 +18,7 @@ def secretsmanager_client(
 ) -> SecretsManagerClient:
     """A Secrets Manager client whose throttling and transient errors botocore retries itself.
 
-    boto3 reads AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_SECRETS_MANAGER by itself. The contract
+    boto3 reads AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_SECRETS_MANAGER by itself. docs/spec.md
     names AWS_ENDPOINT_URL_SECRETSMANAGER, a spelling boto3 does not know: it is passed on here,
     and boto3's own spelling wins when both are set.
     """

@@ -14,6 +14,14 @@ from urllib.parse import urlsplit
 from killb_broker.errors import ConfigurationError
 
 LOOPBACK_NAMES = frozenset({"localhost"})
+# The host machine as Docker Desktop (and `--add-host host.docker.internal:host-gateway`) names
+# it from inside a container: where a local KillB listens when `sam local` runs the functions.
+DOCKER_HOST_NAME = "host.docker.internal"
+
+
+def is_sam_local(environ: Mapping[str, str]) -> bool:
+    """True only inside SAM CLI's containers: SAM sets AWS_SAM_LOCAL=true there, Lambda never."""
+    return environ.get("AWS_SAM_LOCAL") == "true"
 
 
 def is_loopback(host: str) -> bool:
@@ -25,16 +33,43 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def secure_base_url(url: str) -> str:
-    """The KillB API root without a trailing slash; https only, except to a loopback host."""
-    parts = urlsplit(url.strip())
+def secure_base_url(url: str, *, allow_docker_host: bool = False) -> str:
+    """The KillB API root without a trailing slash; https only, except to a loopback host (and,
+    with allow_docker_host, to http://host.docker.internal:PORT).
+
+    No message quotes the URL: one with user info (http://me:pw@host) holds a password.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError("must be an absolute https:// URL") from None
+    # Checked first, so that whatever else is wrong, the answer is "no user info" and nothing
+    # of the URL is shown back.
+    if "@" in parts.netloc:
+        raise ValueError("must not carry user info (user:password@); put no secret in a URL")
     if parts.scheme not in {"https", "http"} or not parts.hostname:
         raise ValueError("must be an absolute https:// URL")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+    docker_host = allow_docker_host and parts.hostname == DOCKER_HOST_NAME and port is not None
+    if parts.scheme == "http" and not (is_loopback(parts.hostname) or docker_host):
         raise ValueError("must use https:// (plain http is allowed only to a loopback host)")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError("must not carry a query, a fragment or user info")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query or a fragment")
     return url.strip().rstrip("/")
+
+
+def is_iam_arn(arn: str) -> bool:
+    """arn:PARTITION:iam|sts::ACCOUNT:RESOURCE: the shape of an IAM caller's ARN."""
+    parts = arn.split(":", 5)
+    return (
+        len(parts) == 6
+        and parts[0] == "arn"
+        and bool(parts[1])
+        and parts[2] in {"iam", "sts"}
+        and parts[3] == ""
+        and parts[4].isdigit()
+        and bool(parts[5])
+    )
 
 
 def _required(environ: Mapping[str, str], name: str) -> str:
@@ -70,7 +105,9 @@ class RefresherConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RefresherConfig:
         try:
-            base_url = secure_base_url(_required(environ, "KILLB_BASE_URL"))
+            base_url = secure_base_url(
+                _required(environ, "KILLB_BASE_URL"), allow_docker_host=is_sam_local(environ)
+            )
         except ValueError as error:
             raise ConfigurationError("KILLB_BASE_URL", str(error)) from None
         return cls(
@@ -90,6 +127,11 @@ class BrokerConfig:
     access_token_secret_id: str
     refresher_function_name: str | None = None
     allowed_principals: tuple[str, ...] = ()
+    # The caller's identity for requests that carry none: `sam local start-api` cannot emulate
+    # AWS_IAM. Only ever set under sam local (AWS_SAM_LOCAL=true), never where Lambda runs.
+    local_caller_arn: str | None = None
+    # Variables that are set but have no effect here (named in one warning at cold start).
+    ignored_variables: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> BrokerConfig:
@@ -99,8 +141,20 @@ class BrokerConfig:
         for arn in principals:
             if not arn.startswith("arn:") or arn.count(":") < 5:
                 raise ConfigurationError("ALLOWED_PRINCIPALS", "must be comma-separated IAM ARNs")
+        local_caller_arn = environ.get("LOCAL_CALLER_ARN", "").strip() or None
+        ignored: tuple[str, ...] = ()
+        if local_caller_arn is not None and not is_sam_local(environ):
+            # Nothing deployed may be made to accept an unsigned caller by a setting.
+            local_caller_arn, ignored = None, ("LOCAL_CALLER_ARN",)
+        if local_caller_arn is not None and not is_iam_arn(local_caller_arn):
+            raise ConfigurationError(
+                "LOCAL_CALLER_ARN",
+                "must be an IAM ARN (arn:aws:iam::ACCOUNT:... or arn:aws:sts::...)",
+            )
         return cls(
             access_token_secret_id=_required(environ, "ACCESS_TOKEN_SECRET_ID"),
             refresher_function_name=environ.get("REFRESHER_FUNCTION_NAME", "").strip() or None,
             allowed_principals=principals,
+            local_caller_arn=local_caller_arn,
+            ignored_variables=ignored,
         )

@@ -1,17 +1,23 @@
 """The broker's own exception types. Messages never hold a secret: they name things, not values.
 
 BrokerError
-├── ConfigurationError        a setting is missing or malformed; names the variable
-├── KillBError                KillB refused or could not answer (status, error_code)
+├── ConfigurationError        a setting is missing or malformed; names the variable (cold start)
+├── KillBError                KillB refused (e.g. a 422, a redirect) or could not answer
 │   ├── InvalidCredentials    the login was refused (AUTH.0001, or 401 at login)
 │   ├── TokenRejected         the refresh token was refused (401/403, AUTH.0002, AUTH.0003)
 │   └── KillBUnavailable      5xx, timeout, dropped connection, after the retries
 │       ├── RateLimited       429; retry_after in seconds when KillB sent Retry-After
 │       └── UnexpectedResponse  an answer that is not the JSON KillB documents
 ├── StoreError                Secrets Manager refused or failed; names the secret
-│   ├── SecretAccessDenied
-│   └── SecretNotFound
-└── TokenUnavailable          the broker has no token valid long enough; retry_after
+│   ├── SecretAccessDenied    AccessDenied, DecryptionFailure: the role or key policy says no
+│   ├── SecretNotFound        no such secret or value, or one scheduled for deletion
+│   └── StoreUnavailable      throttled, 5xx, no connection, a timeout: try again soon
+├── TokenUnavailable          the broker has no token valid long enough: 503 BROKER.0003
+├── InvalidRequest            a request the broker API does not accept: 400 BROKER.0001
+└── CallerNotAllowed          no IAM caller identity, or not in ALLOWED_PRINCIPALS: 403 BROKER.0002
+
+The broker answers any StoreError as 503 BROKER.0003 (with Retry-After), and anything not
+listed here as 500 BROKER.0000.
 """
 
 from __future__ import annotations
@@ -88,6 +94,10 @@ class SecretAccessDenied(StoreError):
 
 class SecretNotFound(StoreError):
     """The secret does not exist (or was deleted)."""
+
+
+class StoreUnavailable(StoreError):
+    """Secrets Manager did not give an answer now (throttled, 5xx, timeout, no connection)."""
 
 
 class TokenUnavailable(BrokerError):

@@ -42,5 +42,19 @@ quiet_libraries()
 
 # The event is never logged (the broker's carries the caller's signed request; the refresher's
 # handler passes log_event=False, which no POWERTOOLS_LOGGER_LOG_EVENT can override).
-logger = Logger(use_rfc3339=True)
+
+
+class _LoggedNull:
+    """Stands for a key whose value is null: Powertools drops every key whose value is None, and
+    a record of fixed shape (the broker's audit) must keep its keys."""
+
+
+LOGGED_NULL = _LoggedNull()
+
+
+def _json_default(value: object) -> object:
+    return None if value is LOGGED_NULL else str(value)
+
+
+logger = Logger(use_rfc3339=True, json_default=_json_default)
 metrics = Metrics(namespace=METRICS_NAMESPACE)

@@ -23,12 +23,30 @@ def is_visible_ascii(value: object) -> TypeIs[str]:
     return isinstance(value, str) and value != "" and all("!" <= c <= "~" for c in value)
 
 
-class TokenState(StrEnum):
-    """google-auth's three states of a token, against the refresh window."""
+# The longest a KillB token is believed to live. A stored expiry further ahead than this is not a
+# token's expiry but a fault (an absurd expiresIn, a hand edit): such a token is never served.
+MAX_TOKEN_LIFETIME = 86_400
 
-    FRESH = "fresh"  # more than the refresh window left: use it, do nothing
-    STALE = "stale"  # still valid, but inside the refresh window: use it, and refresh
+
+class TokenState(StrEnum):
+    """google-auth's three states of a token, measured against a window of seconds.
+
+    The one vocabulary of freshness: the refresher measures against its refresh window (stale:
+    refresh it now), the broker against minTtl (stale: too short for this caller, so read
+    again and refresh on demand) and /v1/health against the default minTtl.
+    """
+
+    FRESH = "fresh"  # more than the window left: use it as it is
+    STALE = "stale"  # still valid, but the window or less left: use it only after a refresh
     INVALID = "invalid"  # expired: never hand it out
+
+    @classmethod
+    def of(cls, seconds_left: float, window: float) -> TokenState:
+        if seconds_left <= 0:
+            return cls.INVALID
+        if seconds_left <= window:
+            return cls.STALE
+        return cls.FRESH
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +63,7 @@ class TokenSet:
         return fingerprint(self.access_token)
 
     def state(self, now: float, refresh_window: int) -> TokenState:
-        left = self.expires_at - now
-        if left <= 0:
-            return TokenState.INVALID
-        if left <= refresh_window:
-            return TokenState.STALE
-        return TokenState.FRESH
+        return TokenState.of(self.expires_at - now, refresh_window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +79,25 @@ class AccessToken:
         return fingerprint(self.token)
 
     def seconds_left(self, now: float) -> int:
+        """Whole seconds of validity left (negative once expired)."""
         return int(self.expires_at - now)
+
+    def state(self, now: float, window: int) -> TokenState:
+        """The token's state against a window, in the whole seconds the API speaks."""
+        return TokenState.of(self.seconds_left(now), window)
+
+    def lasts(self, min_ttl: int, now: float) -> bool:
+        """Valid for min_ttl more whole seconds: the broker may hand it to a caller asking so.
+
+        That is FRESH against a window of min_ttl, or exactly min_ttl left (a caller asking for
+        300 s may have a token with 300 s left); and at least one second, so that minTtl=0
+        never hands out a token about to expire.
+        """
+        return self.seconds_left(now) >= max(min_ttl, 1)
+
+    def is_plausible(self, now: float) -> bool:
+        """An expiry KillB could have given: not before 1970, at most MAX_TOKEN_LIFETIME ahead."""
+        return 0 <= self.expires_at <= now + MAX_TOKEN_LIFETIME
 
     @classmethod
     def from_token_set(cls, tokens: TokenSet, api_key: str | None) -> AccessToken:
@@ -81,7 +112,11 @@ class AccessToken:
 
     @classmethod
     def from_secret_string(cls, secret_string: str | None) -> AccessToken | None:
-        """The token in the access-token secret, or None for a placeholder or malformed value."""
+        """The token in the access-token secret, or None for a placeholder or malformed value.
+
+        A token or API key that a header cannot carry as it is (empty, padded, CR, LF, NUL,
+        non-ASCII) is malformed: serving it would let a naive caller inject a header.
+        """
         try:
             value = json.loads(secret_string or "")
         except ValueError:
@@ -89,9 +124,9 @@ class AccessToken:
         if not isinstance(value, dict):
             return None
         token, expires_at, api_key = (value.get(k) for k in ("accessToken", "expiresAt", "apiKey"))
-        if not isinstance(token, str) or not token or type(expires_at) is not int:
+        if not is_visible_ascii(token) or type(expires_at) is not int:
             return None
-        if api_key is not None and not isinstance(api_key, str):
+        if api_key is not None and api_key != "" and not is_visible_ascii(api_key):
             return None
         return cls(token=token, expires_at=expires_at, api_key=api_key or None)
 
