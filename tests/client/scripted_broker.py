@@ -36,6 +36,11 @@ def issued(
     headers = {"Authorization": f"Bearer {token}"}
     if api_key:
         headers["x-api-key"] = api_key
+    return issued_headers(headers, expires_in=expires_in)
+
+
+def issued_headers(headers: dict[str, str], *, expires_in: int = 3600) -> dict[str, Any]:
+    """A 200 of GET /v1/auth-headers with exactly these headers, whatever they hold."""
     expires_at = datetime.fromtimestamp(int(time.time()) + expires_in, UTC)
     return json_response(
         200,

@@ -188,19 +188,36 @@ def test_second_call_is_served_from_the_cache(
     assert broker.calls == 1
 
 
-def test_headers_inside_the_refresh_margin_are_fetched_again(
+def test_cached_headers_are_used_while_the_token_lasts_min_ttl(
     broker: ScriptedBroker, broker_api: BrokerServer
 ) -> None:
-    # Given a token with 30 s left, and a refresh margin of 60 s
-    broker.script(issued("short-lived-token", expires_in=30), issued("next-token"))
-    auth = BrokerAuth(broker_api.base_url, min_ttl=0, refresh_margin=60)
+    # Given headers for a token with 400 s left, for a caller that needs 300 s
+    broker.script(issued("first-token", expires_in=400), issued("next-token"))
+    auth = BrokerAuth(broker_api.base_url, min_ttl=300)
+    first = auth.headers()
+
+    # When the caller asks again at once (the token still lasts the 300 s)
+    second = auth.headers()
+
+    # Then the cached headers serve it
+    assert broker.calls == 1
+    assert second == first
+
+
+def test_headers_whose_token_no_longer_lasts_min_ttl_are_fetched_again(
+    broker: ScriptedBroker, broker_api: BrokerServer
+) -> None:
+    # Given headers for a token with 200 s left, for a caller that needs 300 s
+    broker.script(issued("short-lived-token", expires_in=200), issued("next-token"))
+    auth = BrokerAuth(broker_api.base_url, min_ttl=300)
     first = auth.headers()
 
     # When the caller asks again
     second = auth.headers()
 
-    # Then the broker was asked again, and the newer token is used
+    # Then the broker was asked again, for the same minTtl, and the newer token is used
     assert broker.calls == 2
+    assert [event["queryStringParameters"] for event in broker.events] == [{"minTtl": "300"}] * 2
     assert first["Authorization"] == "Bearer short-lived-token"
     assert second["Authorization"] == "Bearer next-token"
 
@@ -374,7 +391,7 @@ def test_a_200_that_is_not_the_documented_json_is_an_error(
     assert ACCESS_TOKEN not in str(raised.value)
 
 
-def test_unreachable_broker_is_a_client_error() -> None:
+def test_unreachable_broker_error_names_the_url_and_the_cause() -> None:
     # Given a broker that has stopped
     with serve_broker(lambda _e, _c: issued(), caller_arn=None, account_id=ACCOUNT_ID) as api:
         url = api.base_url
@@ -383,8 +400,8 @@ def test_unreachable_broker_is_a_client_error() -> None:
     with pytest.raises(BrokerClientError) as raised:
         BrokerAuth(url, retries=0).headers()
 
-    # Then the error says it could not be reached, with no status
-    assert "could not be reached" in str(raised.value)
+    # Then the error says which URL could not be reached and why, with no status
+    assert str(raised.value) == f"could not reach {url}/v1/auth-headers (connection refused)"
     assert raised.value.status is None
 
 
@@ -452,10 +469,10 @@ def test_no_token_or_api_key_in_logs_repr_or_errors(
     caplog.set_level(logging.DEBUG)
     broker.script(
         refused(503, "BROKER.0003", "No token available", retry_after="0"),
-        issued(),
+        issued(expires_in=300),  # lasts minTtl exactly: not kept for a second use
         refused(403, "BROKER.0002", "Caller not allowed"),
     )
-    auth = BrokerAuth(broker_api.base_url, refresh_margin=3600)
+    auth = BrokerAuth(broker_api.base_url, min_ttl=300)
     auth.headers()
     with pytest.raises(BrokerAccessDenied) as raised:
         auth.headers()

@@ -1,4 +1,5 @@
-"""`killb-broker headers`: its three formats, its errors, and `python -m killb_broker_client`."""
+"""`killb-broker headers` and `health`: formats, exit statuses, errors, help, and
+`python -m killb_broker_client`."""
 
 from __future__ import annotations
 
@@ -11,10 +12,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from broker_server import BrokerServer
+from broker_server import BrokerServer, serve_broker
 
+from killb_broker_client import fingerprint
 from killb_broker_client.cli import main
-from tests.client.scripted_broker import ACCESS_TOKEN, API_KEY, ScriptedBroker, issued, refused
+from tests.client.scripted_broker import (
+    ACCESS_TOKEN,
+    ACCOUNT_ID,
+    API_KEY,
+    ScriptedBroker,
+    issued,
+    issued_headers,
+    json_response,
+    refused,
+)
 
 LAYER = Path(__file__).resolve().parents[2] / "layers" / "shared"
 
@@ -37,12 +48,26 @@ def test_env_format_prints_shell_assignments(
     # When the CLI is asked for headers as shell variables
     status = main(["headers", "--api-url", broker_api.base_url, "--format", "env"])
 
-    # Then it prints one quoted assignment per header
+    # Then it prints one quoted export per header
     assert status == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"KILLB_AUTHORIZATION='Bearer {ACCESS_TOKEN}'",
-        f"KILLB_API_KEY={API_KEY}",
+        f"export KILLB_AUTHORIZATION='Bearer {ACCESS_TOKEN}'",
+        f"export KILLB_API_KEY={API_KEY}",
     ]
+
+
+def test_env_format_names_any_other_header_as_a_shell_variable(
+    broker: ScriptedBroker, broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a broker that also sends a header the CLI has no name for
+    broker.script(
+        issued_headers({"Authorization": f"Bearer {ACCESS_TOKEN}", "x-killb-tenant": "t-1"})
+    )
+
+    status = main(["headers", "--api-url", broker_api.base_url, "--format", "env"])
+
+    assert status == 0
+    assert capsys.readouterr().out.splitlines()[1] == "export KILLB_X_KILLB_TENANT=t-1"
 
 
 def test_curl_format_prints_header_arguments_a_shell_reads_back(
@@ -95,9 +120,11 @@ def test_broker_error_goes_to_stderr_with_its_error_code_and_exit_1(
     printed = capsys.readouterr()
     assert printed.out == ""
     assert json.loads(printed.err) == {
+        "message": "No token available",
         "errorCode": "BROKER.0003",
         "status": 503,
-        "message": "No token available",
+        "retryAfter": 30,
+        "url": broker_api.base_url,
     }
 
 
@@ -148,4 +175,150 @@ def test_python_dash_m_runs_the_same_command_without_the_broker_package(
 
     # Then it prints the one header as a shell assignment
     assert (completed.returncode, completed.stderr) == (0, "")
-    assert completed.stdout == f"KILLB_AUTHORIZATION='Bearer {ACCESS_TOKEN}'\n"
+    assert completed.stdout == f"export KILLB_AUTHORIZATION='Bearer {ACCESS_TOKEN}'\n"
+
+
+def test_rejected_fingerprint_is_passed_to_the_broker(
+    broker: ScriptedBroker, broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a token KillB refused
+    rejected = fingerprint(ACCESS_TOKEN)
+
+    # When the CLI is asked for headers with its fingerprint
+    status = main(["headers", "--api-url", broker_api.base_url, "--rejected", rejected])
+
+    # Then the broker is told, with the minTtl as usual
+    assert status == 0
+    assert broker.events[0]["queryStringParameters"] == {"minTtl": "300", "rejected": rejected}
+    assert json.loads(capsys.readouterr().out)["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+
+
+def test_a_token_passed_as_rejected_is_a_usage_error_that_does_not_echo_it(
+    broker: ScriptedBroker, broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["headers", "--api-url", broker_api.base_url, "--rejected", ACCESS_TOKEN])
+
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "12 lowercase hex digits" in error
+    assert ACCESS_TOKEN not in error
+    assert broker.calls == 0
+
+
+def test_unreachable_broker_error_names_the_url_and_the_cause(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a broker that has stopped
+    with serve_broker(lambda _e, _c: issued(), caller_arn=None, account_id=ACCOUNT_ID) as api:
+        url = api.base_url
+
+    # When the CLI asks it for headers
+    status = main(["headers", "--api-url", url])
+
+    # Then stderr says which URL could not be reached and why, with no empty fields
+    assert status == 1
+    assert json.loads(capsys.readouterr().err) == {
+        "message": f"could not reach {url}/v1/auth-headers (connection refused)",
+        "url": url,
+    }
+
+
+def test_gateway_error_without_error_code_prints_no_null(
+    broker: ScriptedBroker, broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given API Gateway's own 403, which has no errorCode
+    broker.script(json_response(403, {"message": "Missing Authentication Token"}))
+
+    status = main(["headers", "--api-url", broker_api.base_url])
+
+    assert status == 1
+    printed = capsys.readouterr().err
+    assert "null" not in printed
+    assert json.loads(printed) == {
+        "message": "Missing Authentication Token",
+        "status": 403,
+        "url": broker_api.base_url,
+    }
+
+
+@pytest.mark.parametrize("command", ["headers", "health"])
+def test_no_region_error_names_the_flag(
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given a custom domain that names no region, and no region in the environment
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+
+    status = main([command, "--api-url", "https://broker.example.com/prod"])
+
+    assert status == 1
+    message = json.loads(capsys.readouterr().err)["message"]
+    assert "--region" in message
+    assert "region=" not in message
+
+
+@pytest.mark.parametrize(
+    ("health", "exit_status"),
+    [
+        ({"status": "ok", "expiresAt": "2026-12-01T12:00:00Z", "expiresIn": 3000}, 0),
+        ({"status": "refreshing", "expiresAt": "2026-12-01T12:00:00Z", "expiresIn": 200}, 0),
+        ({"status": "expired", "expiresAt": "2026-12-01T10:00:00Z", "expiresIn": 0}, 3),
+        ({"status": "missing", "expiresAt": None, "expiresIn": None}, 3),
+    ],
+    ids=["ok", "refreshing", "expired", "missing"],
+)
+def test_health_prints_the_status_and_exits_0_only_while_a_token_can_be_had(
+    broker: ScriptedBroker,
+    broker_api: BrokerServer,
+    capsys: pytest.CaptureFixture[str],
+    health: dict[str, object],
+    exit_status: int,
+) -> None:
+    # Given a broker in that state
+    broker.script(json_response(200, health))
+
+    # When the CLI asks for its health
+    status = main(["health", "--api-url", broker_api.base_url])
+
+    # Then it asked GET /v1/health (signed), printed the answer, and exits as documented
+    event = broker.events[0]
+    assert (event["httpMethod"], event["path"]) == ("GET", "/v1/health")
+    assert event["headers"]["Authorization"].startswith("AWS4-HMAC-SHA256 ")
+    assert json.loads(capsys.readouterr().out) == health
+    assert status == exit_status
+
+
+def test_health_of_a_broker_that_refuses_exits_1(
+    broker: ScriptedBroker, broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broker.script(refused(503, "BROKER.0003", "No token available", retry_after="5"))
+
+    status = main(["health", "--api-url", broker_api.base_url])
+
+    assert status == 1
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert json.loads(printed.err)["errorCode"] == "BROKER.0003"
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--help"], "headers"),
+        (["headers", "--help"], "--rejected"),
+        (["health", "--help"], "exit status"),
+    ],
+)
+def test_every_command_has_help(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+
+    assert exited.value.code == 0
+    assert says in capsys.readouterr().out

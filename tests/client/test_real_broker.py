@@ -5,6 +5,7 @@ Secrets Manager is moto's; the broker is functions/broker/app.py, loaded as a co
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from mypy_boto3_secretsmanager import SecretsManagerClient
 
 from killb_broker.tokens import AccessToken, fingerprint
 from killb_broker_client import BrokerAccessDenied, BrokerAuth, BrokerUnavailable
+from killb_broker_client.cli import main
 from killb_broker_client.signing import sigv4_headers
 from tests.client.openapi_document import assert_matches, component_response, documented_response
 from tests.client.scripted_broker import ACCESS_TOKEN, ACCOUNT_ID, API_KEY, CALLER_ARN
@@ -117,6 +119,58 @@ def test_unsigned_request_403_matches_the_document(real_broker: RealBroker) -> N
     assert_matches(response, documented_response("/v1/auth-headers", "GET", 403))
 
 
+def test_cli_health_of_a_fresh_token_prints_ok_and_exits_0(
+    real_broker: RealBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["health", "--api-url", real_broker.api.base_url])
+
+    printed = json.loads(capsys.readouterr().out)
+    assert (status, printed["status"]) == (0, "ok")
+    assert printed["expiresIn"] > 3500
+
+
+def test_cli_health_of_a_missing_token_prints_missing_and_exits_3(
+    real_broker: RealBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real_broker.store("{}")
+
+    status = main(["health", "--api-url", real_broker.api.base_url])
+
+    assert status == 3
+    assert json.loads(capsys.readouterr().out) == {
+        "status": "missing",
+        "expiresAt": None,
+        "expiresIn": None,
+    }
+
+
+def test_a_report_of_an_old_token_changes_nothing(real_broker: RealBroker) -> None:
+    # Given the stored token, and a caller reporting a token KillB refused long ago
+    auth = BrokerAuth(real_broker.api.base_url)
+
+    # When it asks for headers with that report
+    headers = auth.headers(rejected=fingerprint("kb-access-token-of-yesterday"))
+
+    # Then the broker hands out the token in hand, as without a report
+    assert headers == {"Authorization": f"Bearer {ACCESS_TOKEN}", "x-api-key": API_KEY}
+
+
+def test_a_report_of_the_token_in_hand_is_never_answered_with_it(
+    real_broker: RealBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a broker with no refresher to replace its token
+    # When the CLI reports the token in hand as refused
+    status = main(
+        ["headers", "--api-url", real_broker.api.base_url, "--rejected", fingerprint(ACCESS_TOKEN)]
+    )
+
+    # Then it gets the broker's 503, not the refused token
+    printed = capsys.readouterr()
+    assert status == 1
+    assert ACCESS_TOKEN not in printed.out
+    assert json.loads(printed.err)["errorCode"] == "BROKER.0003"
+
+
 def test_caller_not_allowed_raises_access_denied_with_broker_0002(
     real_broker: RealBroker,
 ) -> None:
@@ -204,7 +258,7 @@ def test_whole_path_logs_the_fingerprint_never_the_token(
     # Then the broker's audit record names the token by fingerprint only, and nothing that was
     # logged or printed (metrics included) holds the token or the API key
     records = [record.__dict__ for record in caplog.records]
-    audit = [record for record in records if record["msg"] == "auth headers issued"]
+    audit = [record for record in records if record["msg"] == "broker audit"]
     assert [record["token_fingerprint"] for record in audit] == [fingerprint(ACCESS_TOKEN)]
     everything = str(records) + caplog.text + "".join(capsys.readouterr())
     assert ACCESS_TOKEN not in everything

@@ -3,19 +3,23 @@
 session.auth = BrokerAuth("https://abc123.execute-api.us-east-1.amazonaws.com/api")
 """
 
-from killb_broker_client.auth import BrokerAuth, get_auth_headers
+from killb_broker_client.auth import BrokerAuth, BrokerHealth, fingerprint, get_auth_headers
 from killb_broker_client.errors import (
     BrokerAccessDenied,
     BrokerClientError,
     BrokerRequestInvalid,
     BrokerUnavailable,
+    InsecureRequest,
 )
 
 __all__ = [
     "BrokerAccessDenied",
     "BrokerAuth",
     "BrokerClientError",
+    "BrokerHealth",
     "BrokerRequestInvalid",
     "BrokerUnavailable",
+    "InsecureRequest",
+    "fingerprint",
     "get_auth_headers",
 ]

@@ -1,15 +1,23 @@
-"""BrokerAuth: KillB auth headers from the broker, kept until shortly before the token expires.
+"""BrokerAuth: KillB auth headers from the broker, kept while the token still lasts minTtl.
 
 One fetch at a time: when many threads find the cache empty, one asks the broker and the others
 wait for its answer (or its error). A 503 or 429 is retried a bounded number of times, after the
 Retry-After the broker sent.
+
+On the KillB side, the headers travel only where they are safe (https://, or a loopback host),
+never follow a redirect to another origin, and a 401 for the token sent is reported to the broker
+with the next fetch, then the request is sent once more with the new token (as google-auth's
+AuthorizedSession does after a refresh).
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import math
+import re
+import socket
 import threading
 import time
 from concurrent.futures import Future
@@ -17,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from botocore.credentials import Credentials
@@ -29,12 +38,14 @@ from killb_broker_client.errors import (
     BrokerClientError,
     BrokerRequestInvalid,
     BrokerUnavailable,
+    InsecureRequest,
 )
-from killb_broker_client.signing import broker_base_url, region_of, sigv4_headers
+from killb_broker_client.signing import broker_base_url, is_loopback, region_of, sigv4_headers
 
 logger = logging.getLogger(__name__)
 
 AUTH_HEADERS_PATH = "/v1/auth-headers"
+HEALTH_PATH = "/v1/health"
 MIN_TTL_LIMIT = 1800  # the broker's own bound on minTtl
 CONNECT_TIMEOUT = 5.0
 # Longer than API Gateway's 29 s integration timeout, so the gateway's answer arrives first.
@@ -43,6 +54,17 @@ READ_TIMEOUT = 31.0
 USER_AGENT = "killb-broker-client/0.1.0"
 # A 503 without Retry-After: wait this long, doubling each time.
 FIRST_RETRY_DELAY = 0.5
+HEALTH_STATUSES = frozenset({"ok", "refreshing", "expired", "missing"})
+
+FINGERPRINT = re.compile(r"[0-9a-f]{12}")
+# What a header value may hold and still be sent as the broker issued it: visible ASCII only
+# (no space, CR, LF, NUL or anything beyond ASCII), as the broker itself checks its tokens.
+VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+BEARER = "Bearer "
+# The headers BrokerAuth puts on a request, dropped together when a redirect leaves the origin.
+BROKER_HEADERS = ("Authorization", "x-api-key")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def fingerprint(token: str) -> str:
@@ -50,15 +72,36 @@ def fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
+def check_fingerprint(value: str) -> str:
+    """A rejected token's fingerprint, as the broker takes it (12 lowercase hex digits)."""
+    if not isinstance(value, str) or not FINGERPRINT.fullmatch(value):
+        # Never echoed: a caller who passes the token itself by mistake must not see it printed.
+        raise ValueError("rejected must be a token fingerprint: 12 lowercase hex digits")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class IssuedHeaders:
     """Headers the broker issued, and the monotonic moment after which they are not used."""
 
     headers: dict[str, str] = field(repr=False)
+    fingerprint: str
     use_until: float
 
     def usable(self) -> bool:
         return time.monotonic() < self.use_until
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerHealth:
+    """The broker's GET /v1/health: whether it holds a usable token, and until when."""
+
+    status: str
+    expires_at: str | None
+    expires_in: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "expiresAt": self.expires_at, "expiresIn": self.expires_in}
 
 
 def _keep_signature(request: PreparedRequest) -> PreparedRequest:
@@ -70,9 +113,13 @@ def _keep_signature(request: PreparedRequest) -> PreparedRequest:
 class BrokerAuth(AuthBase):
     """`session.auth = BrokerAuth(api_url)`: each request carries the broker's current headers.
 
-    min_ttl: seconds the token must be valid for when the broker issues it (0..1800).
-    refresh_margin: stop using cached headers this many seconds before the token expires.
+    min_ttl: seconds the token must still be valid for whenever a request carries it (0..1800).
+    The broker is asked for a token that lasts that long, and cached headers are dropped once
+    their token has less than that left.
     retries: further attempts after a 503 or 429; max_retry_after: longest Retry-After waited.
+
+    Requests must go to https://, or to a loopback host: a plain http:// request to any other
+    host raises InsecureRequest before anything is sent.
     """
 
     def __init__(
@@ -83,17 +130,15 @@ class BrokerAuth(AuthBase):
         region: str | None = None,
         session: requests.Session | None = None,
         credentials: Credentials | None = None,
-        refresh_margin: int = 60,
         retries: int = 2,
         max_retry_after: float = 10.0,
     ) -> None:
         if type(min_ttl) is not int or not 0 <= min_ttl <= MIN_TTL_LIMIT:
             raise ValueError(f"min_ttl must be a whole number of seconds from 0 to {MIN_TTL_LIMIT}")
-        if refresh_margin < 0 or retries < 0 or max_retry_after < 0:
-            raise ValueError("refresh_margin, retries and max_retry_after must not be negative")
+        if retries < 0 or max_retry_after < 0:
+            raise ValueError("retries and max_retry_after must not be negative")
         self.api_url = broker_base_url(api_url)
         self.min_ttl = min_ttl
-        self.refresh_margin = refresh_margin
         self.retries = retries
         self.max_retry_after = max_retry_after
         self._botocore = BotocoreSession()
@@ -103,6 +148,8 @@ class BrokerAuth(AuthBase):
         self._lock = threading.Lock()
         self._issued: IssuedHeaders | None = None
         self._in_flight: Future[IssuedHeaders] | None = None
+        # The fingerprint KillB refused, told to the broker with the next fetch.
+        self._rejected: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -110,15 +157,64 @@ class BrokerAuth(AuthBase):
         )
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
+        require_safe_destination(r.url or "")
         r.headers.update(self.headers())
+        # One hook per caller request; requests shares it with the redirects it follows, so the
+        # whole chain gets one retry at most.
+        r.hooks["response"].append(_ResponseHook(self))
         return r
 
-    def headers(self) -> dict[str, str]:
-        """Authorization (and x-api-key when the account has one), from cache or the broker."""
+    def headers(self, *, rejected: str | None = None) -> dict[str, str]:
+        """Authorization (and x-api-key when the account has one), from cache or the broker.
+
+        rejected: the fingerprint of a token KillB refused. Cached headers holding it are
+        dropped and the broker is told, so it hands out another token.
+        """
+        if rejected is not None:
+            self._reject(check_fingerprint(rejected))
+        return dict(self._current().headers)
+
+    def health(self) -> BrokerHealth:
+        """The broker's GET /v1/health (no token in it), signed as the header fetch is."""
+        response = self._get(f"{self.api_url}{HEALTH_PATH}")
+        if response.status_code != 200:
+            raise error_from(response)
+        body = _json_object(response)
+        status, expires_at, expires_in = (
+            body.get("status"),
+            body.get("expiresAt"),
+            body.get("expiresIn"),
+        )
+        if (
+            status not in HEALTH_STATUSES
+            or not (expires_at is None or isinstance(expires_at, str))
+            or not (expires_in is None or type(expires_in) is int)
+        ):
+            raise BrokerClientError("the broker's answer is not the documented JSON", status=200)
+        return BrokerHealth(str(status), expires_at, expires_in)
+
+    def _current(self) -> IssuedHeaders:
         issued = self._issued
         if issued is None or not issued.usable():
             issued = self._single_flight()
-        return dict(issued.headers)
+        return issued
+
+    def _reject(self, rejected: str) -> None:
+        with self._lock:
+            if self._issued is not None and self._issued.fingerprint != rejected:
+                return  # already replaced: the broker has nothing to learn from this report
+            self._issued = None
+            self._rejected = rejected
+
+    def _headers_after_rejection(self, rejected: str) -> dict[str, str] | None:
+        """Headers with another token than the rejected one, or None when the broker has none.
+
+        Reported only while the cache still holds the rejected token: when another thread
+        already replaced it, the replacement is used without a second report.
+        """
+        self._reject(rejected)
+        issued = self._current()
+        return None if issued.fingerprint == rejected else dict(issued.headers)
 
     def _single_flight(self) -> IssuedHeaders:
         with self._lock:
@@ -128,10 +224,11 @@ class BrokerAuth(AuthBase):
             leader = flight is None
             if flight is None:
                 flight = self._in_flight = Future()
+            rejected = self._rejected
         if not leader:
             return flight.result()
         try:
-            issued = self._fetch()
+            issued = self._fetch(rejected)
         except BaseException as error:
             with self._lock:
                 self._in_flight = None
@@ -139,11 +236,16 @@ class BrokerAuth(AuthBase):
             raise
         with self._lock:
             self._issued, self._in_flight = issued, None
+            if self._rejected == rejected:
+                self._rejected = None
         flight.set_result(issued)
         return issued
 
-    def _fetch(self) -> IssuedHeaders:
+    def _fetch(self, rejected: str | None) -> IssuedHeaders:
         url = f"{self.api_url}{AUTH_HEADERS_PATH}?minTtl={self.min_ttl}"
+        if rejected is not None:
+            url += f"&rejected={rejected}"
+            logger.info("reporting a token KillB rejected", extra={"rejected": rejected})
         attempt = 0
         while True:
             sent_at = time.monotonic()
@@ -176,8 +278,9 @@ class BrokerAuth(AuthBase):
                 allow_redirects=False,
             )
         except requests.RequestException as error:
+            shown = url.split("?", 1)[0]
             raise BrokerClientError(
-                f"the broker could not be reached ({type(error).__name__})"
+                f"could not reach {shown} ({transport_cause(error)})"
             ) from error
 
     def _aws_credentials(self) -> Credentials:
@@ -188,12 +291,8 @@ class BrokerAuth(AuthBase):
         return self._credentials
 
     def _issued_from(self, response: requests.Response, sent_at: float) -> IssuedHeaders:
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = None
-        headers = body.get("headers") if isinstance(body, dict) else None
-        expires_in = body.get("expiresIn") if isinstance(body, dict) else None
+        body = _json_object(response)
+        headers, expires_in = body.get("headers"), body.get("expiresIn")
         if (
             not isinstance(headers, dict)
             or not all(isinstance(v, str) for v in headers.values())
@@ -201,14 +300,153 @@ class BrokerAuth(AuthBase):
             or type(expires_in) is not int
         ):
             raise BrokerClientError("the broker's answer is not the documented JSON", status=200)
-        token = headers["Authorization"].removeprefix("Bearer ")
+        token = carriable_token(headers)
+        token_fingerprint = fingerprint(token)
         logger.debug(
             "auth headers received",
-            extra={"fingerprint": fingerprint(token), "expiresIn": expires_in},
+            extra={"fingerprint": token_fingerprint, "expiresIn": expires_in},
         )
         # expiresIn counts from the broker's answer; measured from when the call was sent, on
         # this machine's monotonic clock, a skewed wall clock cannot keep an expired token.
-        return IssuedHeaders(headers=headers, use_until=sent_at + expires_in - self.refresh_margin)
+        return IssuedHeaders(
+            headers=headers,
+            fingerprint=token_fingerprint,
+            use_until=sent_at + expires_in - self.min_ttl,
+        )
+
+
+class _ResponseHook:
+    """The response hook of one caller request: keeps the headers from leaving the origin on a
+    redirect, and answers a 401 for the token sent with one report and one retry."""
+
+    def __init__(self, auth: BrokerAuth) -> None:
+        self._auth = auth
+        self._retried = False
+
+    def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        if response.is_redirect:
+            forget_headers_if_leaving(response, response.request)
+        elif response.status_code == 401 and not self._retried:
+            self._retried = True
+            return self._retry_with_another_token(response, **kwargs)
+        return response
+
+    def _retry_with_another_token(
+        self, response: requests.Response, **kwargs: Any
+    ) -> requests.Response:
+        request = response.request
+        sent = request.headers.get("Authorization") or ""
+        # No Bearer here: the header was dropped on a redirect or replaced by the caller, so
+        # this 401 is not about a token BrokerAuth sent.
+        if not sent.startswith(BEARER) or not isinstance(request.body, bytes | str | None):
+            return response  # a streamed body cannot be sent twice
+        # requests' own adapters set it; a stand-in transport (a test double) may not.
+        connection = getattr(response, "connection", None)
+        if connection is None:
+            return response
+        new_headers = self._auth._headers_after_rejection(fingerprint(sent.removeprefix(BEARER)))
+        if new_headers is None:
+            return response
+        # Read and release the first answer, so the retry may reuse its connection.
+        _ = response.content
+        response.close()
+        retry = request.copy()
+        retry.headers.update(new_headers)
+        # requests follows the retry's redirects by copying the first request: it must carry
+        # the new headers, and lose them when the redirect leaves the origin.
+        request.headers.update(new_headers)
+        retried: requests.Response = connection.send(retry, **kwargs)
+        retried.history.append(response)
+        retried.request = retry
+        if retried.is_redirect:
+            forget_headers_if_leaving(retried, request)
+        return retried
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS.get(scheme)
+
+
+def forget_headers_if_leaving(redirect: requests.Response, follows_from: PreparedRequest) -> None:
+    """Drop the broker's headers from the request requests will copy for a redirect that leaves
+    the origin (another host, port or scheme): requests itself drops only Authorization."""
+    target = urljoin(redirect.url, redirect.headers.get("location", ""))
+    if origin(target) == origin(redirect.url):
+        return
+    for name in BROKER_HEADERS:
+        follows_from.headers.pop(name, None)
+
+
+def require_safe_destination(url: str) -> None:
+    """The KillB headers go over https://, or in clear only to this machine (loopback)."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    if scheme == "https" or (scheme == "http" and is_loopback(host)):
+        return
+    raise InsecureRequest(
+        f"KillB auth headers are sent only over https:// or to a loopback host, "
+        f"not to {scheme}://{host}"
+    )
+
+
+def carriable_token(headers: dict[str, str]) -> str:
+    """The Bearer token, once every header is one a request can carry as it is."""
+    for name, value in headers.items():
+        if not HEADER_NAME.fullmatch(name):
+            raise BrokerClientError(
+                "the broker sent a header name no request can carry", status=200
+            )
+        is_authorization = name.lower() == "authorization"
+        if is_authorization and not value.startswith(BEARER):
+            raise BrokerClientError("the broker's Authorization is not a Bearer token", status=200)
+        carried = value.removeprefix(BEARER) if is_authorization else value
+        if not VISIBLE_ASCII.fullmatch(carried):
+            raise BrokerClientError(
+                f"the broker's {name} header is empty or holds characters no request can "
+                "carry (space, CR, LF, NUL, non-ASCII)",
+                status=200,
+            )
+    return headers["Authorization"].removeprefix(BEARER)
+
+
+# What went wrong on the way to the broker, in a few words; the first match along the chain of
+# causes wins (requests wraps urllib3, which wraps the socket's own error).
+TRANSPORT_CAUSES: tuple[tuple[type[BaseException], str], ...] = (
+    (requests.exceptions.ConnectTimeout, "connection timed out"),
+    (requests.exceptions.ReadTimeout, f"no answer within {READ_TIMEOUT:g} s"),
+    (requests.exceptions.SSLError, "TLS handshake failed"),
+    (requests.exceptions.InvalidURL, "invalid URL"),
+    (ConnectionRefusedError, "connection refused"),
+    (http.client.RemoteDisconnected, "connection closed without an answer"),
+    (ConnectionResetError, "connection reset"),
+    (socket.gaierror, "host name not resolved"),
+    (TimeoutError, "timed out"),
+)
+
+
+def transport_cause(error: BaseException) -> str:
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        for kind, cause in TRANSPORT_CAUSES:
+            if isinstance(current, kind):
+                return cause
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        pending += [item for item in (*linked, *current.args) if isinstance(item, BaseException)]
+    return type(error).__name__
+
+
+def _json_object(response: requests.Response) -> dict[str, Any]:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    return body if isinstance(body, dict) else {}
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -227,18 +465,14 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 def error_from(response: requests.Response) -> BrokerClientError:
     """The typed error for a broker (or API Gateway) error answer, with its errorCode."""
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = None
-    error_code = message = None
-    if isinstance(body, dict):
-        code, text = body.get("errorCode"), body.get("message")
-        error_code = code if isinstance(code, str) else None
-        if isinstance(text, list):
-            message = "; ".join(str(part) for part in text)
-        elif isinstance(text, str):
-            message = text  # API Gateway's own answers carry a plain string
+    body = _json_object(response)
+    code, text = body.get("errorCode"), body.get("message")
+    error_code = code if isinstance(code, str) else None
+    message = None
+    if isinstance(text, list):
+        message = "; ".join(str(part) for part in text)
+    elif isinstance(text, str):
+        message = text  # API Gateway's own answers carry a plain string
     status = response.status_code
     message = (message or f"the broker answered HTTP {status}")[:300]
     if status in {429, 503}:
@@ -260,12 +494,16 @@ _shared_lock = threading.Lock()
 
 
 def get_auth_headers(
-    api_url: str, *, min_ttl: int = 300, region: str | None = None
+    api_url: str, *, min_ttl: int = 300, region: str | None = None, rejected: str | None = None
 ) -> dict[str, str]:
-    """The broker's current headers for code that does not use requests; cached per process."""
+    """The broker's current headers for code that does not use requests; cached per process.
+
+    Send them only over https:// (or to loopback). rejected: the fingerprint of a token KillB
+    answered 401 to (fingerprint() of the Bearer token), so the broker hands out another.
+    """
     key = (broker_base_url(api_url), min_ttl, region)
     with _shared_lock:
         auth = _shared.get(key)
         if auth is None:
             auth = _shared[key] = BrokerAuth(api_url, min_ttl=min_ttl, region=region)
-    return auth.headers()
+    return auth.headers(rejected=rejected)

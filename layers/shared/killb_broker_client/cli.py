@@ -1,4 +1,4 @@
-"""`killb-broker headers`: the broker's current KillB auth headers, for shells and scripts.
+"""`killb-broker`: the broker's current KillB auth headers and its health, for shells and scripts.
 
 The env and curl formats are shell-quoted (a header value holds a space), so a shell must parse
 them again: `eval "curl $(killb-broker headers --format curl) https://killb.app/api/v2/users"`.
@@ -9,15 +9,33 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from killb_broker_client.auth import MIN_TTL_LIMIT, BrokerAuth
-from killb_broker_client.errors import BrokerClientError
+from killb_broker_client.auth import MIN_TTL_LIMIT, BrokerAuth, check_fingerprint
+from killb_broker_client.errors import BrokerClientError, BrokerUnavailable
+from killb_broker_client.signing import RegionNotFound
 
 URL_VARIABLE = "KILLB_BROKER_URL"
 ENV_NAMES = {"Authorization": "KILLB_AUTHORIZATION", "x-api-key": "KILLB_API_KEY"}
+# health's exit status: 0 while a token can be had, NO_TOKEN when the broker holds none.
+HEALTHY = frozenset({"ok", "refreshing"})
+NO_TOKEN = 3
+
+HEALTH_EPILOG = f"""\
+exit status: 0 when the status is ok or refreshing (a token can be had now), {NO_TOKEN} when it
+is expired or missing, 1 when the broker could not be asked or refused, 2 for a usage error."""
+HEADERS_EPILOG = """\
+exit status: 0 with the headers on stdout; 1 when the broker could not be reached or refused
+(one JSON line on stderr: message, errorCode, status, retryAfter, url as far as known);
+2 for a usage error.
+
+After KillB answered 401 to a token, pass its fingerprint so the broker hands out another:
+  --rejected "$(printf %s "$TOKEN" | sha256sum | cut -c1-12)"
+where TOKEN is the part of the Authorization header after "Bearer "."""
 
 
 def min_ttl(value: str) -> int:
@@ -30,32 +48,74 @@ def min_ttl(value: str) -> int:
     return seconds
 
 
+def rejected_fingerprint(value: str) -> str:
+    try:
+        return check_fingerprint(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(
-        prog="killb-broker", description="Ask the KillB credential broker for auth headers."
+        prog="killb-broker",
+        description="Ask the KillB credential broker for auth headers, or for its health.",
     )
-    commands = cli.add_subparsers(dest="command", required=True)
-    headers = commands.add_parser("headers", help="print the current KillB auth headers")
-    headers.add_argument(
+    commands = cli.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    broker = argparse.ArgumentParser(add_help=False)
+    broker.add_argument(
         "--api-url",
         default=os.environ.get(URL_VARIABLE),
         help=f"the broker API's URL, stage included (default: ${URL_VARIABLE})",
+    )
+    broker.add_argument(
+        "--region", help="region to sign for, when the URL names none (default: $AWS_REGION)"
+    )
+    headers = commands.add_parser(
+        "headers",
+        parents=[broker],
+        help="print the current KillB auth headers",
+        description="Print the KillB auth headers the broker issues now.",
+        epilog=HEADERS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     headers.add_argument(
         "--min-ttl",
         type=min_ttl,
         default=300,
-        help="seconds the token must still be valid for (default: 300)",
+        help=f"seconds the token must still be valid for, 0 to {MIN_TTL_LIMIT} (default: 300)",
     )
-    headers.add_argument("--region", help="region to sign for, when the URL names none")
-    headers.add_argument("--format", choices=("json", "env", "curl"), default="json")
+    headers.add_argument(
+        "--format",
+        choices=("json", "env", "curl"),
+        default="json",
+        help="json (default), env (export lines for eval), or curl (-H arguments)",
+    )
+    headers.add_argument(
+        "--rejected",
+        type=rejected_fingerprint,
+        metavar="FINGERPRINT",
+        help="fingerprint of a token KillB refused (401): the broker hands out another",
+    )
+    commands.add_parser(
+        "health",
+        parents=[broker],
+        help="print the broker's token status (ok, refreshing, expired, missing)",
+        description="Print the broker's GET /v1/health: status, expiresAt, expiresIn. No token.",
+        epilog=HEALTH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     return cli
+
+
+def env_name(header: str) -> str:
+    """The shell variable for a header: a name a shell accepts, whatever the header is called."""
+    return ENV_NAMES.get(header) or "KILLB_" + re.sub(r"[^A-Za-z0-9]", "_", header).upper()
 
 
 def render(headers: dict[str, str], output_format: str) -> str:
     if output_format == "env":
         return "\n".join(
-            f"{ENV_NAMES.get(name, name)}={shlex.quote(value)}" for name, value in headers.items()
+            f"export {env_name(name)}={shlex.quote(value)}" for name, value in headers.items()
         )
     if output_format == "curl":
         return " ".join(f"-H {shlex.quote(f'{name}: {value}')}" for name, value in headers.items())
@@ -68,18 +128,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not arguments.api_url:
         cli.error(f"--api-url or ${URL_VARIABLE} is required")
     try:
-        auth = BrokerAuth(arguments.api_url, min_ttl=arguments.min_ttl, region=arguments.region)
-        headers = auth.headers()
-    except BrokerClientError as error:
-        return fail(error.message, error_code=error.error_code, status=error.status)
-    except ValueError as error:  # a URL or region that cannot be used
+        auth = BrokerAuth(
+            arguments.api_url, min_ttl=getattr(arguments, "min_ttl", 300), region=arguments.region
+        )
+    except RegionNotFound:
+        return fail("no region for the broker URL: pass --region or set AWS_REGION")
+    except ValueError as error:  # a URL that cannot be used
         return fail(str(error))
+    try:
+        if arguments.command == "health":
+            health = auth.health()
+            print(json.dumps(health.to_json()))
+            return 0 if health.status in HEALTHY else NO_TOKEN
+        headers = auth.headers(rejected=arguments.rejected)
+    except BrokerClientError as error:
+        return fail_from(error, auth.api_url)
     print(render(headers, arguments.format))
     return 0
 
 
-def fail(message: str, *, error_code: str | None = None, status: int | None = None) -> int:
-    """The error as one JSON line on stderr (never a token: the broker's errors hold none)."""
-    error = {"errorCode": error_code, "status": status, "message": message}
+def fail_from(error: BrokerClientError, api_url: str) -> int:
+    retry_after = error.retry_after if isinstance(error, BrokerUnavailable) else None
+    return fail(
+        error.message,
+        errorCode=error.error_code,
+        status=error.status,
+        retryAfter=retry_after,
+        url=api_url,
+    )
+
+
+def fail(message: str, **known: Any) -> int:
+    """The error as one JSON line on stderr, with only the fields that are known (never a
+    token: the client's errors hold none)."""
+    error = {
+        "message": message,
+        **{name: value for name, value in known.items() if value is not None},
+    }
     print(json.dumps(error), file=sys.stderr)
     return 1

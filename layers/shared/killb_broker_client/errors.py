@@ -1,9 +1,12 @@
-"""What can go wrong when asking the broker for headers. Messages never hold a token.
+"""Everything the client raises. Messages never hold a token or an API key.
 
-BrokerClientError         the broker refused or could not be reached (status, error_code)
-├── BrokerRequestInvalid  400 BROKER.0001: minTtl or another parameter the broker rejects
+BrokerClientError         the broker refused, could not be reached, or answered what no request
+│                         can carry (status, error_code where the broker gave them)
+├── BrokerRequestInvalid  400 BROKER.0001: minTtl, rejected or another parameter the broker refuses
 ├── BrokerAccessDenied    403 BROKER.0002 (or API Gateway's 403): this caller may not have headers
-└── BrokerUnavailable     503 BROKER.0003 or 429, after the retries; retry_after in seconds
+├── BrokerUnavailable     503 BROKER.0003 or 429, after the retries; retry_after in seconds
+└── InsecureRequest       BrokerAuth will not put the headers on this request: plain http:// to a
+                          host that is not loopback
 """
 
 from __future__ import annotations
@@ -45,3 +48,7 @@ class BrokerUnavailable(BrokerClientError):
     ) -> None:
         super().__init__(message, status=status, error_code=error_code)
         self.retry_after = retry_after
+
+
+class InsecureRequest(BrokerClientError):
+    """A request the KillB headers must not travel on: anyone on the path could read them."""

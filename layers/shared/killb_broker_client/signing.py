@@ -23,7 +23,12 @@ EXECUTE_API_HOST = re.compile(
 )
 
 
+class RegionNotFound(ValueError):
+    """Neither the caller, the URL nor the environment names the region to sign for."""
+
+
 def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: the only hosts plain http:// may carry a token to."""
     if host.lower() == "localhost":
         return True
     try:
@@ -55,7 +60,7 @@ def region_of(api_url: str, explicit: str | None, botocore_session: BotocoreSess
     # (Lambda sets AWS_REGION), then to AWS_DEFAULT_REGION and the profile's config.
     configured = os.environ.get("AWS_REGION") or botocore_session.get_config_variable("region")
     if not configured:
-        raise ValueError("no region for the broker URL: pass region= or set AWS_REGION")
+        raise RegionNotFound("no region for the broker URL: pass region= or set AWS_REGION")
     return str(configured)
 
 

@@ -1,0 +1,81 @@
+"""`pip install ./layers/shared` builds the caller client without writing into the layer's folder,
+which `sam build` copies whole into the Lambda layer."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+LAYER = Path(__file__).resolve().parents[2] / "layers" / "shared"
+
+
+def tree(root: Path) -> set[str]:
+    return {
+        str(path.relative_to(root)) for path in root.rglob("*") if "__pycache__" not in path.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str], set[str]]:
+    """A copy of the layer's folder, its files before and after a pip build, and the wheel."""
+    assert importlib.util.find_spec("flit_core"), (
+        "flit_core (the client's build backend) is missing: requirements/dev.txt installs it"
+    )
+    work = tmp_path_factory.mktemp("packaging")
+    source = work / "shared"
+    shutil.copytree(LAYER, source, ignore=shutil.ignore_patterns("__pycache__"))
+    before = tree(source)
+    # The backend from this environment and no index: the test needs no network.
+    subprocess.run(  # noqa: S603 - fixed argv
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-build-isolation",
+            "--no-deps",
+            "--no-index",
+            str(source),
+            "--wheel-dir",
+            str(work / "dist"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (wheel,) = (work / "dist").glob("*.whl")
+    return wheel, before, tree(source)
+
+
+def test_building_the_client_leaves_the_layer_folder_unchanged(
+    built: tuple[Path, set[str], set[str]],
+) -> None:
+    # Given a pip build of layers/shared
+    _wheel, before, after = built
+
+    # Then no build/, egg-info or other file was left among the layer's files
+    assert after == before
+
+
+def test_the_wheel_holds_the_client_and_its_command_but_not_the_broker(
+    built: tuple[Path, set[str], set[str]],
+) -> None:
+    wheel, _before, _after = built
+
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (entry_points,) = [name for name in names if name.endswith("entry_points.txt")]
+        commands = archive.read(entry_points).decode()
+
+    packages = {name.split("/", 1)[0] for name in names if "/" in name}
+    assert "killb_broker_client" in packages
+    assert "killb_broker" not in packages
+    assert "killb_broker_client/cli.py" in names
+    assert "killb-broker=killb_broker_client.cli:main" in commands.replace(" ", "")
