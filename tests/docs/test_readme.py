@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import inspect
 import re
 import shlex
@@ -52,7 +53,7 @@ def test_readme_shows_the_cli() -> None:
 @pytest.mark.parametrize("argv", cli_invocations(), ids=" ".join)
 def test_readme_cli_invocations_parse(argv: list[str]) -> None:
     arguments = parser().parse_args(argv)
-    assert arguments.command == "headers"
+    assert arguments.command in {"headers", "health"}
 
 
 def python_calls() -> list[ast.Call]:
@@ -113,7 +114,8 @@ def test_readme_names_every_error_code_of_the_broker() -> None:
 
 
 def test_readme_configure_table_names_template_parameters() -> None:
-    section = README.split("## Configure", 1)[1].split("\n## ", 1)[0]
+    # The parameter table only: the function settings follow under a heading of their own.
+    section = README.split("## Configure", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     named = {
         name
         for row in section.splitlines()
@@ -124,3 +126,25 @@ def test_readme_configure_table_names_template_parameters() -> None:
     template = (ROOT / "template.yaml").read_text()
     assert named
     assert [name for name in sorted(named) if f"\n  {name}:\n" not in template] == []
+
+
+def test_readme_describes_rejected_tokens_and_revoke_as_the_code_and_docs_do() -> None:
+    openapi = (ROOT / "openapi" / "broker.yaml").read_text()
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    revoke_event = (ROOT / "events" / "refresher-revoke.json").read_text()
+
+    assert "rejected=" in README
+    assert "name: rejected" in openapi
+    assert '{"revoke": true}' in README
+    assert json.loads(revoke_event) == {"revoke": True}
+    # The runbook the README sends on-call to is a heading of docs/deploy.md.
+    runbook = "A token or the password leaked"
+    assert f'"{runbook}"' in README
+    assert f"\n## {runbook}\n" in deploy
+    assert '{"revoke": true}' in deploy
+
+
+@pytest.mark.parametrize("argv", [["headers", "--rejected", "3f2a9c0d1b4e"], ["health"]])
+def test_readme_rejected_and_health_commands_exist(argv: list[str]) -> None:
+    assert " ".join(argv) in README
+    parser().parse_args(argv)
