@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ast
-import json
 import inspect
+import json
 import re
 import shlex
 
