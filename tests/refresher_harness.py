@@ -24,6 +24,7 @@ import time_machine
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
+from killb_broker.client import KillBAuthClient
 from killb_broker.observability import logger
 from killb_sandbox.pytest_plugin import SANDBOX_EMAIL, SANDBOX_PASSWORD
 from killb_sandbox.server import Account, KillBSandbox
@@ -185,6 +186,10 @@ def logs_to_capsys(monkeypatch: pytest.MonkeyPatch) -> None:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     with time_machine.travel(START, tick=False) as traveller:
         fixed = Clock(traveller)
+        # The KillB client's retry waits (its default sleep) and botocore's (time.sleep).
+        client_defaults = KillBAuthClient.__init__.__kwdefaults__
+        assert client_defaults is not None
+        monkeypatch.setitem(client_defaults, "sleep", fixed.sleep)
         monkeypatch.setattr(time, "sleep", fixed.sleep)
         yield fixed
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -27,10 +29,12 @@ from killb_sandbox import (
     Account,
     Delay,
     Drop,
+    Endpoint,
     ErrorResponse,
     KillBSandbox,
     NotJson,
     RateLimit,
+    Redirect,
     UnexpectedJson,
 )
 from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
@@ -82,6 +86,40 @@ def client(killb_sandbox: KillBSandbox) -> Iterator[KillBAuthClient]:
 
 def login(client: KillBAuthClient) -> TokenSet:
     return client.login(SANDBOX_EMAIL, SANDBOX_PASSWORD)
+
+
+@contextlib.contextmanager
+def plain_http_listener() -> Iterator[tuple[int, list[int]]]:
+    """A loopback port that answers whatever arrives with a plain-HTTP 400; the list holds the
+    number of connections accepted so far."""
+    connections = [0]
+    stopping = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.05)
+
+        def serve() -> None:
+            while not stopping.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                connections[0] += 1
+                with connection:
+                    # Read the ClientHello first: closing on unread data would send a reset,
+                    # which the client rightly takes for a lost connection, not a TLS failure.
+                    connection.settimeout(2)
+                    connection.recv(65536)
+                    connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            yield listener.getsockname()[1], connections
+        finally:
+            stopping.set()
+            thread.join()
 
 
 def free_port() -> int:
@@ -153,11 +191,14 @@ def test_every_request_names_the_client_and_sends_json(
 
 def test_the_api_key_is_sent_when_given(killb_sandbox_with_api_key: KillBSandbox) -> None:
     with fast_client(killb_sandbox_with_api_key.base_url, api_key=SANDBOX_API_KEY) as client:
-        client.refresh(login(client).refresh_token)
+        client.logout(client.refresh(login(client).refresh_token).access_token)
 
-    assert [r.headers.get("x-api-key") for r in killb_sandbox_with_api_key.requests] == [
-        SANDBOX_API_KEY,
-        SANDBOX_API_KEY,
+    assert [
+        (r.endpoint, r.headers.get("x-api-key")) for r in killb_sandbox_with_api_key.requests
+    ] == [
+        ("login", SANDBOX_API_KEY),
+        ("refresh", SANDBOX_API_KEY),
+        ("logout", SANDBOX_API_KEY),
     ]
 
 
@@ -394,11 +435,10 @@ def test_the_backoff_grows_exponentially_with_jitter(killb_sandbox: KillBSandbox
     ):
         login(client)
 
-    # Then the n-th pause is 2^(n-1) s plus up to 1 s of jitter
+    # Then the n-th pause is 2^(n-1) s plus some jitter, up to 1 s
     assert len(sleep.pauses) == MAX_RETRIES
     for n, pause in enumerate(sleep.pauses, start=1):
-        assert 2 ** (n - 1) <= pause <= 2 ** (n - 1) + 1.0
-    assert len(set(sleep.pauses)) == MAX_RETRIES
+        assert 2 ** (n - 1) < pause <= 2 ** (n - 1) + 1.0
 
 
 def test_a_backoff_that_would_pass_the_deadline_ends_the_call_now(
@@ -543,6 +583,294 @@ def test_a_token_answer_of_the_wrong_shape_is_an_unexpected_response(
         login(client)
 
 
+# Logout
+
+
+def test_logout_ends_the_session_at_killb(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient
+) -> None:
+    # Given a logged-in session
+    tokens = login(client)
+
+    # When the client logs it out
+    client.logout(tokens.access_token)
+
+    # Then KillB got the access token as Bearer, and neither of the session's tokens works now
+    (request,) = [r for r in killb_sandbox.requests if r.endpoint == "logout"]
+    assert (request.method, request.headers["authorization"]) == (
+        "POST",
+        f"Bearer {tokens.access_token}",
+    )
+    assert not killb_sandbox.is_valid_access_token(tokens.access_token)
+    with pytest.raises(TokenRejected):
+        client.refresh(tokens.refresh_token)
+
+
+def test_logout_logs_one_line_with_the_fingerprint_of_the_token_logged_out(
+    client: KillBAuthClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    tokens = login(client)
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+
+    client.logout(tokens.access_token)
+
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("KillB call")]
+    assert line.__dict__["killb_endpoint"] == "logout"
+    assert line.__dict__["token_fingerprint"] == tokens.fingerprint
+
+
+def test_logout_of_a_revoked_token_is_token_rejected_and_not_retried(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient
+) -> None:
+    # Given an access token KillB has revoked
+    tokens = login(client)
+    killb_sandbox.revoke(tokens.access_token)
+
+    # When the client logs it out, then KillB's refusal is a TokenRejected, asked once
+    with pytest.raises(TokenRejected) as rejected:
+        client.logout(tokens.access_token)
+
+    assert (rejected.value.status, rejected.value.error_code) == (401, "AUTH.0003")
+    assert killb_sandbox.count("logout") == 1
+
+
+def test_a_logout_refused_with_403_is_token_rejected(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient
+) -> None:
+    tokens = login(client)
+    killb_sandbox.inject("logout", ErrorResponse(403, "AUTH.0004"), times=MAX_RETRIES + 1)
+
+    with pytest.raises(TokenRejected):
+        client.logout(tokens.access_token)
+
+    assert killb_sandbox.count("logout") == 1
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_another_4xx_at_logout_is_a_killb_error_and_not_retried(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient, status: int
+) -> None:
+    tokens = login(client)
+    killb_sandbox.inject("logout", ErrorResponse(status, "OTHER.0001"), times=MAX_RETRIES + 1)
+
+    with pytest.raises(KillBError) as refused:
+        client.logout(tokens.access_token)
+
+    assert type(refused.value) is KillBError
+    assert (refused.value.status, refused.value.error_code) == (status, "OTHER.0001")
+    assert killb_sandbox.count("logout") == 1
+
+
+@pytest.mark.parametrize(
+    "fault", [ErrorResponse(503), RateLimit(retry_after=0), Drop()], ids=["503", "429", "drop"]
+)
+def test_a_logout_killb_could_not_answer_is_retried(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient, fault: ErrorResponse | RateLimit | Drop
+) -> None:
+    tokens = login(client)
+    killb_sandbox.inject("logout", fault, times=2)
+
+    client.logout(tokens.access_token)
+
+    assert killb_sandbox.count("logout") == 3
+    assert not killb_sandbox.is_valid_access_token(tokens.access_token)
+
+
+def test_a_logout_killb_never_answers_is_killb_unavailable(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient
+) -> None:
+    tokens = login(client)
+    killb_sandbox.inject("logout", ErrorResponse(502), times=MAX_RETRIES + 1)
+
+    with pytest.raises(KillBUnavailable):
+        client.logout(tokens.access_token)
+
+    assert killb_sandbox.count("logout") == MAX_RETRIES + 1
+
+
+def test_a_token_a_header_cannot_carry_is_not_sent_to_logout(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient
+) -> None:
+    broken = "tok-Broken-6a1f\r\nX-Injected: 1"
+
+    with pytest.raises(TokenRejected) as rejected:
+        client.logout(broken)
+
+    assert killb_sandbox.count("any") == 0
+    assert "tok-Broken-6a1f" not in str(rejected.value)
+
+
+# Redirects: never followed
+
+
+def make_call(client: KillBAuthClient, endpoint: Endpoint, tokens: TokenSet) -> None:
+    if endpoint == "login":
+        login(client)
+    elif endpoint == "refresh":
+        client.refresh(tokens.refresh_token)
+    else:
+        client.logout(tokens.access_token)
+
+
+@pytest.mark.parametrize("status", [302, 307, 308])
+@pytest.mark.parametrize("endpoint", ["login", "refresh", "logout"])
+def test_a_redirect_is_not_followed_and_is_a_refusal(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient, endpoint: Endpoint, status: int
+) -> None:
+    # Given KillB redirects the call to another server (a second sandbox that would answer)
+    tokens = login(client)
+    with KillBSandbox({SANDBOX_EMAIL: Account(SANDBOX_PASSWORD)}) as elsewhere:
+        path = {"login": "/api/v2/auth/login", "refresh": "/api/v2/auth/refresh"}
+        location = elsewhere.base_url + path.get(endpoint, "/api/v2/auth/logout")
+        killb_sandbox.inject(endpoint, Redirect(location, status=status), times=MAX_RETRIES + 1)
+
+        # When the client makes that call
+        with pytest.raises(KillBError) as refused:
+            make_call(client, endpoint, tokens)
+
+        # Then the other server heard nothing (no password, no token), and the call failed
+        # at once as a refusal: not a rejected credential or token, not KillB being down
+        assert elsewhere.count("any") == 0
+    assert type(refused.value) is KillBError
+    assert refused.value.status == status
+    assert killb_sandbox.count(endpoint) == 1 + (endpoint == "login")
+
+
+# Plausible answers only
+
+UNSENDABLE_TOKENS = {
+    "empty": "",
+    "leading-space": " tok-a",
+    "trailing-space": "tok-a ",
+    "inner-space": "tok a",
+    "crlf": "tok-a\r\nX-Injected: 1",
+    "lf": "tok-a\n",
+    "nul": "tok-a\x00",
+    "tab": "tok\ta",
+    "non-ascii": "tok-é",
+}
+
+
+@pytest.mark.parametrize("field", ["accessToken", "refreshToken"])
+@pytest.mark.parametrize("token", UNSENDABLE_TOKENS.values(), ids=UNSENDABLE_TOKENS.keys())
+def test_a_token_outside_visible_ascii_is_an_unexpected_response_after_the_retries(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient, field: str, token: str
+) -> None:
+    # Given KillB answers every login with a token a header cannot carry
+    body = {"accessToken": "tok-a", "refreshToken": "tok-r", "expiresIn": 3_600_000}
+    killb_sandbox.inject("login", UnexpectedJson(body | {field: token}, 201), MAX_RETRIES + 1)
+
+    # When the client logs in, then it asks again as for any unusable answer, and fails
+    with pytest.raises(UnexpectedResponse):
+        login(client)
+    assert killb_sandbox.count("login") == MAX_RETRIES + 1
+
+
+def test_an_unusable_token_answer_then_a_good_one_gives_the_good_tokens(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient
+) -> None:
+    body = {"accessToken": "tok-a\r\n", "refreshToken": "tok-r", "expiresIn": 3_600_000}
+    killb_sandbox.inject("login", UnexpectedJson(body, 201))
+
+    tokens = login(client)
+
+    assert killb_sandbox.is_valid_access_token(tokens.access_token)
+    assert killb_sandbox.count("login") == 2
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "read_as_seconds", "suspicious"),
+    [(86_400_000, 86_400, False), (86_400_001, 86_400, True), (1e15, 86_400, True)],
+    ids=["24h", "24h-and-1ms", "1e15"],
+)
+def test_an_expires_in_above_24_hours_is_read_as_24_hours_and_logged_as_suspicious(
+    killb_sandbox: KillBSandbox,
+    caplog: pytest.LogCaptureFixture,
+    expires_in: float,
+    read_as_seconds: int,
+    suspicious: bool,
+) -> None:
+    # Given KillB answers with an expiresIn of 24 hours or more
+    body = {"accessToken": "tok-Long-5e2a", "refreshToken": "tok-Long-r", "expiresIn": expires_in}
+    killb_sandbox.inject("login", UnexpectedJson(body, 201))
+    caplog.set_level(logging.INFO)
+    with fast_client(killb_sandbox.base_url, clock=ManualClock()) as client:
+        # When the client logs in
+        tokens = login(client)
+
+    # Then the token lasts 24 hours at most, and a longer claim is logged as suspicious,
+    # without the token
+    assert tokens.expires_at == int(FIXED_NOW + read_as_seconds)
+    warnings = [r for r in caplog.records if "suspicious" in r.getMessage()]
+    assert len(warnings) == suspicious
+    assert "tok-Long" not in caplog.text
+
+
+# Timeouts and TLS
+
+
+def test_the_read_timeout_is_the_client_timeout(killb_sandbox: KillBSandbox) -> None:
+    # Given KillB holds its answer back 5 s, and a client with a 0.3 s timeout and no retries
+    killb_sandbox.inject("login", Delay(5))
+    with fast_client(killb_sandbox.base_url, timeout=0.3, max_retries=0) as client:
+        started = time.monotonic()
+        with pytest.raises(KillBUnavailable) as unavailable:
+            login(client)
+        elapsed = time.monotonic() - started
+
+    # Then the attempt timed out after the timeout, not after KillB's 5 s
+    assert "timed out" in str(unavailable.value)
+    assert 0.3 <= elapsed < 2.0
+
+
+def test_a_tls_failure_is_not_retried() -> None:
+    # Given a server on loopback that answers a TLS handshake with plain HTTP
+    with plain_http_listener() as (port, connections):
+        with (
+            fast_client(f"https://127.0.0.1:{port}") as client,
+            pytest.raises(KillBUnavailable) as unavailable,
+        ):
+            # When the client logs in over https
+            login(client)
+
+        # Then the handshake failed once, and the client did not try again
+        assert connections == [1]
+    assert "TLS" in str(unavailable.value)
+    assert unavailable.value.__context__ is None
+
+
+# The API key
+
+
+@pytest.mark.parametrize(
+    "api_key",
+    [
+        "ak Spaced-7c1d",
+        " ak-Padded-7c1d",
+        "ak-Crlf-7c1d\r\nX-Injected: 1",
+        "ak-Nul-7c1d\x00",
+        "ak-é",
+    ],
+    ids=["space", "padded", "crlf", "nul", "non-ascii"],
+)
+def test_an_api_key_a_header_cannot_carry_is_refused_naming_the_field_only(
+    api_key: str,
+) -> None:
+    with pytest.raises(ValueError, match=r"^apiKey") as refused:
+        KillBAuthClient("http://127.0.0.1:9", api_key=api_key)
+
+    assert "7c1d" not in str(refused.value)
+    assert "ak-" not in str(refused.value)
+
+
+def test_an_empty_api_key_sends_no_header(killb_sandbox: KillBSandbox) -> None:
+    with fast_client(killb_sandbox.base_url, api_key="") as client:
+        login(client)
+
+    assert "x-api-key" not in killb_sandbox.requests[0].headers
+
+
 # No secret anywhere
 
 
@@ -556,10 +884,17 @@ def test_no_secret_reaches_logs_reprs_or_errors(
     with fast_client(sandbox.base_url, api_key=SANDBOX_API_KEY) as client:
         first = login(client)
         second = client.refresh(first.refresh_token)
+        ended = login(client)
+        client.logout(ended.access_token)
         shown += [repr(client), repr(first), repr(second)]
         with pytest.raises(InvalidCredentials) as refused:
             client.login(SANDBOX_EMAIL, "pw-Wrong-0c4b1e")
-        errors: list[BaseException] = [refused.value]
+        with pytest.raises(TokenRejected) as logged_out:
+            client.logout(ended.access_token)
+        sandbox.inject("login", Redirect("http://127.0.0.1:9/api/v2/auth/login"))
+        with pytest.raises(KillBError) as redirected:
+            login(client)
+        errors: list[BaseException] = [refused.value, logged_out.value, redirected.value]
         for fault in (ErrorResponse(503), Drop(), NotJson(status=200)):
             sandbox.inject("any", fault, times=MAX_RETRIES + 1)
             with pytest.raises(KillBUnavailable) as unavailable:
@@ -572,6 +907,7 @@ def test_no_secret_reaches_logs_reprs_or_errors(
     everything = "\n".join(shown)
     secrets = [SANDBOX_PASSWORD, "pw-Wrong-0c4b1e", SANDBOX_API_KEY, SANDBOX_EMAIL]
     secrets += [first.access_token, first.refresh_token, second.access_token, second.refresh_token]
+    secrets += [ended.access_token, ended.refresh_token]
     for secret in secrets:
         assert secret not in everything
     assert "KillB call" in caplog.text  # the client did log

@@ -470,11 +470,11 @@ def test_access_token_write_failing_propagates_after_the_session_is_written(
     assert store.session.tokens == token_set("a")
 
 
-def test_summary_holds_only_the_contract_fields() -> None:
+def test_summary_holds_only_action_expires_at_and_reason() -> None:
     # Given an outcome
     outcome = Outcome(Action.REFRESHED, NOW, "refreshed", (Event.REFRESH,))
 
-    # When it is turned into the summary, Then it has exactly the contract's shape
+    # When it is turned into the summary, Then it has exactly those three fields, no events
     assert outcome.summary() == {"action": "refreshed", "expiresAt": NOW, "reason": "refreshed"}
 
 

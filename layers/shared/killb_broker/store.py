@@ -21,6 +21,7 @@ from killb_broker.tokens import (
     NotConfigured,
     Session,
     TokenSet,
+    is_visible_ascii,
 )
 
 if TYPE_CHECKING:
@@ -192,11 +193,6 @@ def _whole(value: object) -> int | None:
     return value if type(value) is int else None
 
 
-def _visible_ascii(value: str) -> bool:
-    # Characters an HTTP header can carry as they are: 0x21-0x7E, so no space, CR, LF or NUL.
-    return bool(value) and all("!" <= character <= "~" for character in value)
-
-
 def credentials_from_json(
     secret_string: str | None, version_id: str
 ) -> Credentials | NotConfigured:
@@ -229,7 +225,7 @@ def _credentials_problem(value: object) -> str | None:
             return f"empty field {name}"
     # It goes out as the x-api-key header: refused here rather than by the HTTP library.
     api_key = value.get("apiKey")
-    header_safe = api_key in (None, "") or (isinstance(api_key, str) and _visible_ascii(api_key))
+    header_safe = api_key in (None, "") or is_visible_ascii(api_key)
     return None if header_safe else "field apiKey holds characters a header cannot carry"
 
 
@@ -240,11 +236,10 @@ def session_from_json(secret_string: str | None) -> Session:
     access_token, refresh_token = value.get("accessToken"), value.get("refreshToken")
     expires_at = _whole(value.get("expiresAt"))
     tokens = None
+    # A token that is not visible ASCII is no token (it would go into a header): log in afresh.
     if (
-        isinstance(access_token, str)
-        and _visible_ascii(access_token)
-        and isinstance(refresh_token, str)
-        and _visible_ascii(refresh_token)
+        is_visible_ascii(access_token)
+        and is_visible_ascii(refresh_token)
         and expires_at is not None
     ):
         tokens = TokenSet(
