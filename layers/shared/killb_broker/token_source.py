@@ -11,7 +11,7 @@ from typing import TypeIs
 from killb_broker.errors import StoreError, StoreUnavailable, TokenUnavailable
 from killb_broker.observability import logger
 from killb_broker.refresher_invoke import Refresher
-from killb_broker.store import SecretReader, read_access_token
+from killb_broker.secrets_manager import SecretReader, read_access_token
 from killb_broker.tokens import AccessToken
 
 # A warm container trusts its copy of the secret for at most this long. A container then reads
