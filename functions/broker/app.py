@@ -27,7 +27,7 @@ from killb_broker.errors import (
     TokenUnavailable,
 )
 from killb_broker.observability import logger, metrics
-from killb_broker.refresher_invoke import Refresher
+from killb_broker.refresher_invoke import FunctionInvoker, Refresher
 from killb_broker.token_source import TokenSource
 
 try:
@@ -41,9 +41,9 @@ for _variable in config.ignored_variables:
         extra={"variable": _variable},
     )
 
-refresher = None
-if config.refresher_function_name:
-    lambda_client = boto3.client(
+
+def _lambda_client() -> FunctionInvoker:
+    return boto3.client(
         "lambda",
         config=Config(
             connect_timeout=2,
@@ -56,7 +56,14 @@ if config.refresher_function_name:
             retries={"mode": "standard", "total_max_attempts": 1},
         ),
     )
-    refresher = Refresher(lambda_client, config.refresher_function_name)
+
+
+# Built on the first forced refresh, not at cold start (see Refresher).
+refresher = (
+    Refresher(None, config.refresher_function_name, connect=_lambda_client)
+    if config.refresher_function_name
+    else None
+)
 broker = Broker(
     TokenSource(
         secretsmanager_client(connect_timeout=2, read_timeout=5, max_attempts=3),

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -36,9 +36,32 @@ class FunctionInvoker(Protocol):
 class Refresher:
     """The refresher function, run once synchronously to force a refresh."""
 
-    def __init__(self, client: FunctionInvoker, function_name: str) -> None:
-        self.client = client
+    def __init__(
+        self,
+        client: FunctionInvoker | None,
+        function_name: str,
+        *,
+        connect: Callable[[], FunctionInvoker] | None = None,
+    ) -> None:
+        """A client, or `connect` to build one on the first invoke: most containers never
+        invoke, and a Lambda client costs its service model's load at cold start."""
+        if client is None and connect is None:
+            raise ValueError("Refresher needs a client or a way to build one")
+        self._client = client
+        self._connect = connect
         self.function_name = function_name
+
+    @property
+    def client(self) -> FunctionInvoker:
+        if self._client is None:
+            if self._connect is None:  # pragma: no cover - __init__ requires one of the two
+                raise ValueError("Refresher needs a client or a way to build one")
+            self._client = self._connect()
+        return self._client
+
+    @client.setter
+    def client(self, client: FunctionInvoker) -> None:
+        self._client = client
 
     def force_refresh(self, rejected: str | None = None) -> None:
         """Run the refresher now (only to replace the token `rejected`, when given).
