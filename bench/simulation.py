@@ -38,7 +38,7 @@ from killb_broker.observability import logger
 from killb_broker.policy import Action, Event, KillB, RefreshSettings, run
 from killb_broker.store import TokenStore
 from killb_broker.tokens import TokenSet, fingerprint
-from killb_sandbox.pytest_plugin import SANDBOX_EMAIL, SANDBOX_PASSWORD
+from killb_sandbox.accounts import SANDBOX_EMAIL, SANDBOX_PASSWORD
 from killb_sandbox.server import (
     Account,
     Delay,

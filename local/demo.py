@@ -120,7 +120,7 @@ def run(real_killb: dict[str, str] | None) -> None:
     with background("moto server", moto_argv, moto_port):
         os.environ["AWS_ENDPOINT_URL_SECRETSMANAGER"] = f"http://127.0.0.1:{moto_port}"
         if real_killb is None:
-            from killb_sandbox.pytest_plugin import (  # noqa: PLC0415
+            from killb_sandbox.accounts import (  # noqa: PLC0415
                 SANDBOX_API_KEY,
                 SANDBOX_EMAIL,
                 SANDBOX_PASSWORD,

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from killb_broker.aws import secretsmanager_client  # noqa: PLC0415
     from killb_broker.config import is_loopback  # noqa: PLC0415
-    from killb_sandbox.pytest_plugin import (  # noqa: PLC0415
+    from killb_sandbox.accounts import (  # noqa: PLC0415
         SANDBOX_API_KEY,
         SANDBOX_EMAIL,
         SANDBOX_PASSWORD,

@@ -26,7 +26,7 @@ from moto import mock_aws
 
 from killb_broker.client import KillBAuthClient
 from killb_broker.observability import logger
-from killb_sandbox.pytest_plugin import SANDBOX_EMAIL, SANDBOX_PASSWORD
+from killb_sandbox.accounts import SANDBOX_EMAIL, SANDBOX_PASSWORD
 from killb_sandbox.server import Account, KillBSandbox
 from tests.support import load_event, load_function
 

@@ -1,7 +1,5 @@
-"""pytest fixtures for a started KillB sandbox with one account (registered in tests/conftest.py).
-
-The values are fake on purpose but distinctive, so a test can search logs for any of them.
-"""
+"""pytest fixtures for a started KillB sandbox with the account of accounts.py (registered in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from killb_sandbox.accounts import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
 from killb_sandbox.server import Account, KillBSandbox
-
-SANDBOX_EMAIL = "ops@example.test"
-SANDBOX_PASSWORD = "pw-Sandbox-7f3a9c"  # noqa: S105 - a fake account's password
-SANDBOX_API_KEY = "ak-Sandbox-51d2e8"
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from lambda_runtime import LambdaContext
 from moto import mock_aws
 
 from killb_broker_client import BrokerAuth, fingerprint
-from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
+from killb_sandbox.accounts import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
 from killb_sandbox.server import KillBSandbox
 from tests.client.scripted_broker import ACCOUNT_ID, CALLER_ARN
 from tests.support import load_event, load_function

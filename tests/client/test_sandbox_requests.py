@@ -11,7 +11,7 @@ import requests
 from broker_server import BrokerServer
 
 from killb_broker_client import BrokerAuth, fingerprint
-from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
+from killb_sandbox.accounts import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
 from killb_sandbox.server import KillBSandbox, Redirect
 from tests.client.scripted_broker import ScriptedBroker, issued
 from tests.client.scripted_killb import serve_killb

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_PASSWORD
+from killb_sandbox.accounts import SANDBOX_API_KEY, SANDBOX_PASSWORD
 from killb_sandbox.server import every_token_issued
 
 # A shorter value (a test's "x") could turn up by chance; real secrets are longer.

@@ -18,7 +18,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.compat import HTTPHeaders
 from moto.core.botocore_stubber import MockRawResponse
 
-from killb_sandbox.pytest_plugin import SANDBOX_PASSWORD
+from killb_sandbox.accounts import SANDBOX_PASSWORD
 from killb_sandbox.server import (
     Delay,
     Drop,

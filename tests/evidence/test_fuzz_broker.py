@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from killb_broker.tokens import AccessToken
-from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_PASSWORD
+from killb_sandbox.accounts import SANDBOX_API_KEY, SANDBOX_PASSWORD
 from tests.support import load_event, load_function
 
 SECRET_ID = "killb-fuzz/access-token"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from bench.simulation import Report, Scenario, compare
-from killb_sandbox.pytest_plugin import SANDBOX_PASSWORD
+from killb_sandbox.accounts import SANDBOX_PASSWORD
 from killb_sandbox.server import every_token_issued
 
 # Two passes over a simulated day take about 15 s on a quiet machine; a busy one may need more.

@@ -37,7 +37,7 @@ from killb_sandbox import (
     Redirect,
     UnexpectedJson,
 )
-from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
+from killb_sandbox.accounts import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
 
 MAX_RETRIES = 3
 FIXED_NOW = 1_800_000_000.75

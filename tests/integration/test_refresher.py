@@ -11,7 +11,7 @@ import pytest
 
 from killb_broker.errors import ConfigurationError
 from killb_broker.tokens import fingerprint
-from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
+from killb_sandbox.accounts import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
 from killb_sandbox.server import (
     Account,
     Delay,

@@ -24,7 +24,7 @@ from killb_sandbox import (
     RateLimit,
     Redirect,
 )
-from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
+from killb_sandbox.accounts import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_800_000_000.0

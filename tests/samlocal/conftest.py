@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 
-from killb_sandbox.pytest_plugin import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
+from killb_sandbox.accounts import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_VARS_FILE = ROOT / "local" / "sam-env.json"
