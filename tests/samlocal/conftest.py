@@ -129,7 +129,9 @@ def local_aws() -> Iterator[LocalAws]:
     killb_port = port_of(refresher["KILLB_BASE_URL"])
     moto_argv = [sys.executable, "-m", "moto.server", "-H", host, "-p", str(moto_port)]
     sandbox_argv = [
-        sys.executable, "-m", "killb_sandbox", "--host", host, "--allow-non-loopback",
+        # Every address of this network namespace (loopback and the bridge, no route beyond):
+        # the containers reach it on the bridge, the host-side callers on loopback.
+        sys.executable, "-m", "killb_sandbox", "--host", "0.0.0.0", "--allow-non-loopback",  # noqa: S104
         "--port", str(killb_port), "--email", SANDBOX_EMAIL, "--password", SANDBOX_PASSWORD,
         "--api-key", SANDBOX_API_KEY,
     ]  # fmt: skip
@@ -141,7 +143,9 @@ def local_aws() -> Iterator[LocalAws]:
         aws = LocalAws(
             host=host,
             secretsmanager_url=f"http://{host}:{moto_port}",
-            killb_url=f"http://{host}:{killb_port}",
+            # Where a caller on this side sends its KillB requests: loopback, the only plain-http
+            # host BrokerAuth puts headers on.
+            killb_url=f"http://127.0.0.1:{killb_port}",
             secret_ids={
                 name: refresher[name]
                 for name in ("CREDENTIALS_SECRET_ID", "SESSION_SECRET_ID", "ACCESS_TOKEN_SECRET_ID")
