@@ -168,7 +168,7 @@ class BrokerServer:
             text, is_base64 = base64.b64encode(body).decode(), True
         now = datetime.now(UTC)
         return {
-            "resource": "/{proxy+}",  # a catch-all route, as `sam local` and the contract say
+            "resource": "/{proxy+}",  # a catch-all route, as `sam local` has one
             "path": path,
             "httpMethod": method,
             "headers": _single(headers),

@@ -1,4 +1,4 @@
-"""A scripted broker handler for the client tests: contract-shaped answers, in a set order."""
+"""A scripted broker handler for the client tests: answers shaped as docs/spec.md says, in order."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def json_response(
 def issued(
     token: str = ACCESS_TOKEN, *, api_key: str | None = API_KEY, expires_in: int = 3600
 ) -> dict[str, Any]:
-    """A 200 of GET /v1/auth-headers, as the contract shapes it."""
+    """A 200 of GET /v1/auth-headers, as docs/spec.md shapes it."""
     headers = {"Authorization": f"Bearer {token}"}
     if api_key:
         headers["x-api-key"] = api_key

@@ -1,4 +1,4 @@
-"""openapi/broker.yaml is a valid OpenAPI document and says what the contract says."""
+"""openapi/broker.yaml is a valid OpenAPI document and says what docs/spec.md says."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_every_method_needs_a_sigv4_signature() -> None:
     assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
 
 
-def test_every_error_code_of_the_contract_is_documented_with_its_status() -> None:
+def test_every_error_code_of_the_spec_is_documented_with_its_status() -> None:
     codes = {}
     for name in SPEC["components"]["responses"]:
         schema = component_response(name)["content"]["application/json"]["schema"]

@@ -129,7 +129,7 @@ def test_a_rejected_report_for_another_token_still_gets_the_stored_token(
     assert run.body["headers"]["Authorization"] == f"Bearer {stored['accessToken']}"
 
 
-def test_an_http_api_v2_event_gets_a_400_in_the_contracts_shape(sam_invoke: Any) -> None:
+def test_an_http_api_v2_event_gets_a_400_in_the_error_shape(sam_invoke: Any) -> None:
     run = sam_invoke("BrokerFunction", "broker-http-api-v2.json")
 
     assert run.answer["statusCode"] == 400, run.answer

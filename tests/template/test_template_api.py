@@ -1,5 +1,5 @@
-"""The broker's API as deployed: AWS_IAM on every method, the contract's routes, API Gateway's
-own answers in the contract's error shape, access logs without headers, who may call."""
+"""The broker's API as deployed: AWS_IAM on every method, the routes of docs/spec.md, API Gateway's
+own answers in the broker's error shape, access logs without headers, who may call."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.template.stack import ACCOUNT_ID, Resources, evaluate, translated_tem
 
 CONTRACT_ROUTES = {"/v1/auth-headers": {"get"}, "/v1/health": {"get"}}
 
-# API Gateway's own answers -> (status, errorCode) in the contract's table.
+# API Gateway's own answers -> (status, errorCode) in docs/spec.md's error table.
 GATEWAY_ANSWERS = {
     "MISSING_AUTHENTICATION_TOKEN": ("403", "BROKER.0002"),
     "INVALID_SIGNATURE": ("403", "BROKER.0002"),
@@ -57,7 +57,7 @@ def resource_policy_callers(parameters: dict[str, str]) -> dict[str, list[str]]:
     }
 
 
-def test_api_serves_exactly_the_contract_routes(resources: Resources) -> None:
+def test_api_serves_exactly_the_spec_routes(resources: Resources) -> None:
     paths = api_body(resources)["paths"]
 
     assert {path: set(methods) for path, methods in paths.items()} == CONTRACT_ROUTES
@@ -84,7 +84,7 @@ def test_api_invokes_the_broker_with_its_own_permission_not_the_callers(
 
 
 @pytest.mark.parametrize("response_type", sorted(GATEWAY_ANSWERS))
-def test_gateway_answer_has_the_contract_error_shape(
+def test_gateway_answer_has_the_broker_error_shape(
     resources: Resources, response_type: str
 ) -> None:
     # Given API Gateway's own answer of this type
@@ -93,7 +93,7 @@ def test_gateway_answer_has_the_contract_error_shape(
     # When its body template is read as JSON (it has no variables to fill in)
     body = json.loads(answer["responseTemplates"]["application/json"])
 
-    # Then it has exactly KillB's error shape, with the status and code of the contract's table
+    # Then it has KillB's error shape, with the status and code of docs/spec.md's error table
     status, error_code = GATEWAY_ANSWERS[response_type]
     assert set(body) == {"errorCode", "message", "statusCode"}
     assert re.fullmatch(r"BROKER\.\d{4}", body["errorCode"])

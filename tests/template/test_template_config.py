@@ -1,4 +1,4 @@
-"""The functions' settings, the parameters, samconfig.toml and the alarms: what the contract and
+"""The functions' settings, the parameters, samconfig.toml and the alarms: what docs/spec.md and
 the on-call engineer rely on, and no secret anywhere."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def overrides(environment: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("function", sorted(CONTRACT_ENVIRONMENT))
-def test_function_has_the_contracts_environment_and_no_other_setting(
+def test_function_has_the_specs_environment_and_no_other_setting(
     resources: Resources, function: str
 ) -> None:
     variables = resources[function]["Properties"]["Environment"]["Variables"]

@@ -140,7 +140,7 @@ export function json(response: ServerResponse, status: number, body: unknown, he
 }
 
 /**
- * A broker that answers as the contract says, from a list of tokens: the first is in hand;
+ * A broker that answers as docs/spec.md says, from a list of tokens: the first is in hand;
  * `rejected=` naming the token in hand replaces it with the next one.
  */
 export class ScriptedBroker {
