@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.config import Config
 
+# Caps the library loggers (botocore logs whole bodies at DEBUG) before any client exists,
+# whatever a caller imported first.
+import killb_broker.observability  # noqa: F401
+
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
