@@ -80,7 +80,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def instructions(broker_url: str, moto_url: str, killb_url: str, host_is_bridge: bool) -> str:
     add_host = " --add-host host.docker.internal:host-gateway" if host_is_bridge else ""
     sam = f"--env-vars local/sam-env.json{add_host}"
-    cli = "PYTHONPATH=layers/shared .venv/bin/python -m killb_broker_client"
+    cli = "PYTHONPATH=clients/python .venv/bin/python -m killb_broker_client"
     return f"""
 Local stack up. In another shell, from the repo root:
 
@@ -88,7 +88,7 @@ Local stack up. In another shell, from the repo root:
   export AWS_ENDPOINT_URL_SECRETSMANAGER={moto_url}
   export KILLB_BROKER_URL={broker_url}
 
-  # the caller's command line (or `killb-broker` after `pip install ./layers/shared`)
+  # the caller's command line (or `killb-broker` after `pip install ./clients/python`)
   {cli} headers
   {cli} headers --format env
   # KillB called with the broker's headers

@@ -24,7 +24,7 @@ import time_machine
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
-from killb_broker.client import KillBAuthClient
+from killb_broker.killb_api import KillBAuthClient
 from killb_broker.observability import logger
 from killb_sandbox.accounts import SANDBOX_EMAIL, SANDBOX_PASSWORD
 from killb_sandbox.server import Account, KillBSandbox

@@ -27,7 +27,7 @@ from tests.client.scripted_broker import (
     refused,
 )
 
-LAYER = Path(__file__).resolve().parents[2] / "layers" / "shared"
+CLIENT = Path(__file__).resolve().parents[2] / "clients" / "python"
 
 
 def test_json_format_prints_the_headers_as_json(
@@ -159,9 +159,9 @@ def test_python_dash_m_runs_the_same_command_without_the_broker_package(
     broker: ScriptedBroker, broker_api: BrokerServer, tmp_path: Path
 ) -> None:
     # Given an account without an API key, and the client alone on the path, as a pip install
-    # of layers/shared leaves it: no killb_broker to import
+    # of clients/python leaves it: no killb_broker to import
     broker.script(issued(api_key=None))
-    shutil.copytree(LAYER / "killb_broker_client", tmp_path / "killb_broker_client")
+    shutil.copytree(CLIENT / "killb_broker_client", tmp_path / "killb_broker_client")
 
     # When the package is run as a module, in a process of its own
     completed = subprocess.run(

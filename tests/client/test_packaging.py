@@ -1,5 +1,5 @@
-"""`pip install ./layers/shared` builds the caller client without writing into the layer's folder,
-which `sam build` copies whole into the Lambda layer."""
+"""`pip install ./clients/python` builds the caller client (the `killb-broker-client`
+distribution) without writing into its source folder, and without the broker's own package."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-LAYER = Path(__file__).resolve().parents[2] / "layers" / "shared"
+CLIENT = Path(__file__).resolve().parents[2] / "clients" / "python"
 
 
 def tree(root: Path) -> set[str]:
@@ -23,13 +23,13 @@ def tree(root: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str], set[str]]:
-    """A copy of the layer's folder, its files before and after a pip build, and the wheel."""
+    """A copy of the client's folder, its files before and after a pip build, and the wheel."""
     assert importlib.util.find_spec("flit_core"), (
         "flit_core (the client's build backend) is missing: requirements/dev.txt installs it"
     )
     work = tmp_path_factory.mktemp("packaging")
-    source = work / "shared"
-    shutil.copytree(LAYER, source, ignore=shutil.ignore_patterns("__pycache__"))
+    source = work / "python"
+    shutil.copytree(CLIENT, source, ignore=shutil.ignore_patterns("__pycache__"))
     before = tree(source)
     # The backend from this environment and no index: the test needs no network.
     subprocess.run(  # noqa: S603 - fixed argv
@@ -54,13 +54,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, set[str], set
     return wheel, before, tree(source)
 
 
-def test_building_the_client_leaves_the_layer_folder_unchanged(
+def test_building_the_client_leaves_its_folder_unchanged(
     built: tuple[Path, set[str], set[str]],
 ) -> None:
-    # Given a pip build of layers/shared
+    # Given a pip build of clients/python
     _wheel, before, after = built
 
-    # Then no build/, egg-info or other file was left among the layer's files
+    # Then no build/, egg-info or other file was left among the client's files
     assert after == before
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from killb_broker import __version__
-from killb_broker.client import KillBAuthClient
+from killb_broker.killb_api import KillBAuthClient
 from killb_broker.errors import (
     InvalidCredentials,
     KillBError,

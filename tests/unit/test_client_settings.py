@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from killb_broker.client import KillBAuthClient
+from killb_broker.killb_api import KillBAuthClient
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from killb_broker.client import KillBAuthClient
+from killb_broker.killb_api import KillBAuthClient
 from tests.support import load_function
 
 DOCKER_HOST_URL = "http://host.docker.internal:4010"

@@ -55,7 +55,7 @@ class SecretStore(Protocol):
 
 
 class KillB(Protocol):
-    """What the policy needs of KillB (killb_broker.client.KillBAuthClient)."""
+    """What the policy needs of KillB (killb_broker.killb_api.KillBAuthClient)."""
 
     def login(self, email: str, password: str) -> TokenSet: ...
     def refresh(self, refresh_token: str) -> TokenSet: ...

@@ -73,6 +73,10 @@ class AccessToken:
     token: str = field(repr=False)
     expires_at: int
     api_key: str | None = field(default=None, repr=False)
+    # The KillB API root the token belongs to (the refresher's KILLB_BASE_URL); not a secret.
+    base_url: str | None = None
+    # When KillB last confirmed the token (issued it, or answered /api/v2/auth/me with it).
+    checked_at: int | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -100,14 +104,32 @@ class AccessToken:
         return 0 <= self.expires_at <= now + MAX_TOKEN_LIFETIME
 
     @classmethod
-    def from_token_set(cls, tokens: TokenSet, api_key: str | None) -> AccessToken:
-        return cls(token=tokens.access_token, expires_at=tokens.expires_at, api_key=api_key)
+    def from_token_set(
+        cls,
+        tokens: TokenSet,
+        api_key: str | None,
+        *,
+        base_url: str | None = None,
+        checked_at: int | None = None,
+    ) -> AccessToken:
+        return cls(
+            token=tokens.access_token,
+            expires_at=tokens.expires_at,
+            api_key=api_key,
+            base_url=base_url,
+            checked_at=checked_at,
+        )
 
     def to_secret_string(self) -> str:
-        """The access-token secret's JSON: the token, its expiry, the API key if there is one."""
+        """The access-token secret's JSON: the token, its expiry, the API key if there is one,
+        the KillB API root and when KillB last confirmed the token, when known."""
         value: dict[str, str | int] = {"accessToken": self.token, "expiresAt": self.expires_at}
         if self.api_key:
             value["apiKey"] = self.api_key
+        if self.base_url:
+            value["baseUrl"] = self.base_url
+        if self.checked_at is not None:
+            value["checkedAt"] = self.checked_at
         return json.dumps(value, separators=(",", ":"))
 
     @classmethod
@@ -128,7 +150,17 @@ class AccessToken:
             return None
         if api_key is not None and api_key != "" and not is_visible_ascii(api_key):
             return None
-        return cls(token=token, expires_at=expires_at, api_key=api_key or None)
+        # Not secret, and optional (a value written by an older refresher has neither): one that
+        # is malformed is dropped, never a reason to refuse the token.
+        base_url = value.get("baseUrl")
+        checked_at = value.get("checkedAt")
+        return cls(
+            token=token,
+            expires_at=expires_at,
+            api_key=api_key or None,
+            base_url=base_url if is_visible_ascii(base_url) else None,
+            checked_at=checked_at if type(checked_at) is int and checked_at >= 0 else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
