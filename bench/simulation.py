@@ -31,9 +31,9 @@ from botocore.compat import HTTPHeaders
 from lambda_runtime import LambdaContext
 from moto import mock_aws
 
-from killb_broker.killb_api import KillBAuthClient
 from killb_broker.config import RefresherConfig
 from killb_broker.errors import TokenRejected
+from killb_broker.killb_api import KillBAuthClient
 from killb_broker.observability import logger
 from killb_broker.policy import Action, Event, KillB, RefreshSettings, run
 from killb_broker.store import TokenStore

@@ -11,9 +11,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from killb_broker.aws import secretsmanager_client
-from killb_broker.killb_api import KillBAuthClient
 from killb_broker.config import RefresherConfig, is_sam_local
 from killb_broker.errors import ConfigurationError
+from killb_broker.killb_api import KillBAuthClient
 from killb_broker.observability import logger, metrics
 from killb_broker.policy import KillB, RefreshSettings, run
 from killb_broker.store import TokenStore

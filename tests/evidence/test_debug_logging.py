@@ -30,7 +30,9 @@ def run_flow(tmp_path: Path, *extra: str) -> tuple[str, dict[str, Any]]:
     environment = {
         **os.environ,
         **DEBUG_EVERYWHERE,
-        "PYTHONPATH": os.pathsep.join(str(ROOT / part) for part in ("layers/shared", "clients/python", "local", "")),
+        "PYTHONPATH": os.pathsep.join(
+            str(ROOT / part) for part in ("layers/shared", "clients/python", "local", "")
+        ),
     }
     finished = subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "tests.evidence.debug_flow", str(result_path), *extra],

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from killb_broker import __version__
-from killb_broker.killb_api import KillBAuthClient
 from killb_broker.errors import (
     InvalidCredentials,
     KillBError,
@@ -24,6 +23,7 @@ from killb_broker.errors import (
     TokenRejected,
     UnexpectedResponse,
 )
+from killb_broker.killb_api import KillBAuthClient
 from killb_broker.tokens import TokenSet
 from killb_sandbox import (
     Account,
