@@ -145,11 +145,6 @@ export class BrokerAuth {
     });
   }
 
-  /** The brokers' URLs (stage included), in the order given. */
-  get brokerUrls(): string[] {
-    return this.brokers.brokers.map((broker) => broker.url);
-  }
-
   /** Authorization (and x-api-key when the account has one), from cache or the broker. */
   async headers(request?: HeadersRequest): Promise<KillBHeaders> {
     return { ...(await this.current(request)).headers };
