@@ -59,7 +59,8 @@ def test_build_runs_sam_build_from_the_venv() -> None:
 
 def test_make_puts_the_venvs_python313_first_on_path_for_sam() -> None:
     # Given a shell whose PATH starts with somewhere else (a pyenv shim directory, say)
-    environment = {**os.environ, "PATH": f"/nonexistent/pyenv/shims{os.pathsep}{os.environ['PATH']}"}
+    shims = "/nonexistent/pyenv/shims"
+    environment = {**os.environ, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}"}
 
     # When make runs a recipe
     done = subprocess.run(  # noqa: S603 - make with fixed arguments
