@@ -104,7 +104,10 @@ export class BrokerList {
     for (const broker of this.order()) {
       const url = new URL(`${broker.url}${pathAndQuery}`);
       // No credentials is no fault of the broker's: the next one would be signed with the same.
-      const signed = await broker.signedHeaders(url);
+      const signed = await broker.signedHeaders(url).catch(async (error: unknown) => {
+        await lastServerError?.body?.cancel();
+        throw error;
+      });
       let response: Response;
       try {
         response = await this.fetchImpl(url, {
@@ -122,6 +125,8 @@ export class BrokerList {
         lastServerError = response;
         continue;
       }
+      // An earlier broker's 5xx is no longer the answer: its connection may go back to the pool.
+      await lastServerError?.body?.cancel();
       this.answeredBy(broker);
       return response;
     }
