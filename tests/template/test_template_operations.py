@@ -93,7 +93,10 @@ def test_the_refresher_puts_events_on_the_default_bus_under_its_own_source_only(
     ((_, statement),) = event_statements(default_stack)
 
     assert statement["Resource"] == DEFAULT_BUS
-    assert statement["Condition"] == {"StringEquals": {"events:source": "killb.broker"}}
+    assert statement["Condition"] == {
+        "ForAllValues:StringEquals": {"events:source": "killb.broker"},
+        "Null": {"events:source": "false"},
+    }
 
 
 def test_the_refresher_starts_only_once_it_may_put_events(resources: Resources) -> None:
