@@ -392,3 +392,33 @@ def test_the_access_check_finds_no_role_and_reads_as_the_role(tmp_path: Path) ->
     assert option(read["args"], "--query") == "Name"
     assert option(calls[4]["args"], "--role-arn") == ROLE_ARN
     assert all(call["key"] == "CALLERKEY" for call in calls[:5])
+
+
+# -- the README's credentials step leaves no copy behind ---------------------------------------
+
+
+def test_the_readme_credentials_step_leaves_no_file_behind(tmp_path: Path) -> None:
+    # Given the README's deploy block, an editor that writes the credentials, and sam stood in
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Deploy", 1)[1].split("\n## ", 1)[0]
+    (script,) = [body for lang, body in FENCE.findall(section) if lang == "bash"]
+    editor = tmp_path / "editor"
+    editor.write_text('#!/bin/sh\necho \'{"email": "ops@example.com", "password": "pw"}\' > "$1"\n')
+    editor.chmod(0o755)
+    sam = tmp_path / "bin" / "sam"
+    sam.parent.mkdir()
+    sam.write_text("#!/bin/sh\nexit 0\n")
+    sam.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    # When it runs in a working directory of its own
+    calls = run_with_fake_aws(
+        f"cd {shlex.quote(str(work))}\n{script}", tmp_path, EDITOR=str(editor)
+    )
+
+    # Then the secret is put from the file, and the file is gone afterwards
+    (put,) = calls
+    assert put["args"][:2] == ["secretsmanager", "put-secret-value"]
+    assert option(put["args"], "--secret-string") == "file://creds.json"
+    assert list(work.iterdir()) == []
