@@ -29,7 +29,7 @@ CONTRACT_ENVIRONMENT = {
 # Declared, empty, only so that `sam local --env-vars` can set them (SAM passes a container only
 # the variables a function declares).
 SAM_LOCAL_ENVIRONMENT = {
-    "RefresherFunction": {"AWS_ENDPOINT_URL_SECRETSMANAGER"},
+    "RefresherFunction": {"AWS_ENDPOINT_URL_SECRETSMANAGER", "AWS_ENDPOINT_URL_EVENTBRIDGE"},
     "BrokerFunction": {"AWS_ENDPOINT_URL_SECRETSMANAGER", "LOCAL_CALLER_ARN"},
 }
 POWERTOOLS_ENVIRONMENT = {

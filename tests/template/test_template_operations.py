@@ -13,6 +13,7 @@ from tests.template.iam_questions import Stack
 from tests.template.stack import (
     ACCOUNT_ID,
     REGION,
+    ROOT,
     STACK_NAME,
     Resources,
     actions,
@@ -299,3 +300,11 @@ def test_the_audit_record_sample_is_what_the_log_holds() -> None:
 def test_every_samconfig_environment_checks_its_token(environment: str) -> None:
     # Each stack asks KillB about an unconfirmed token: 0 (off) belongs to no environment here
     assert int(overrides(environment)["TokenCheckSeconds"]) > 0
+
+
+def test_sam_local_sends_the_refreshers_events_to_the_local_moto_server() -> None:
+    # Given the settings `sam local invoke --env-vars local/sam-env.json` gives the refresher
+    settings = json.loads((ROOT / "local" / "sam-env.json").read_text())["RefresherFunction"]
+
+    # Then its events go to the same local server as its secrets, never to AWS
+    assert settings["AWS_ENDPOINT_URL_EVENTBRIDGE"] == settings["AWS_ENDPOINT_URL_SECRETSMANAGER"]
