@@ -30,26 +30,33 @@ def json_response(
 
 
 def issued(
-    token: str = ACCESS_TOKEN, *, api_key: str | None = API_KEY, expires_in: int = 3600
+    token: str = ACCESS_TOKEN,
+    *,
+    api_key: str | None = API_KEY,
+    expires_in: int = 3600,
+    killb_base_url: object = None,
 ) -> dict[str, Any]:
-    """A 200 of GET /v1/auth-headers, as docs/spec.md shapes it."""
+    """A 200 of GET /v1/auth-headers, as docs/spec.md shapes it; killbBaseUrl only when given
+    (an older broker sends none)."""
     headers = {"Authorization": f"Bearer {token}"}
     if api_key:
         headers["x-api-key"] = api_key
-    return issued_headers(headers, expires_in=expires_in)
+    return issued_headers(headers, expires_in=expires_in, killb_base_url=killb_base_url)
 
 
-def issued_headers(headers: dict[str, str], *, expires_in: int = 3600) -> dict[str, Any]:
+def issued_headers(
+    headers: dict[str, str], *, expires_in: int = 3600, killb_base_url: object = None
+) -> dict[str, Any]:
     """A 200 of GET /v1/auth-headers with exactly these headers, whatever they hold."""
     expires_at = datetime.fromtimestamp(int(time.time()) + expires_in, UTC)
-    return json_response(
-        200,
-        {
-            "headers": headers,
-            "expiresAt": expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "expiresIn": expires_in,
-        },
-    )
+    body: dict[str, Any] = {
+        "headers": headers,
+        "expiresAt": expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "expiresIn": expires_in,
+    }
+    if killb_base_url is not None:
+        body["killbBaseUrl"] = killb_base_url
+    return json_response(200, body)
 
 
 def refused(
