@@ -334,14 +334,14 @@ class BrokerAuth(AuthBase):
         for endpoint in self.brokers.candidates(self._clock()):
             try:
                 response = self._get(endpoint, path)
-            except BrokerUnreachable as error:
-                last_error = error
+            except BrokerUnreachable as unreachable:
+                last_error = unreachable
             else:
-                if response.status_code < 500:
+                if not moves_on(response.status_code):
                     self.brokers.answered(endpoint, self._clock())
                     return endpoint, response
                 last_error = error_from(response, endpoint.url)
-            if moves_on(last_error) and len(self.brokers.endpoints) > 1:
+            if len(self.brokers.endpoints) > 1:
                 logger.warning(
                     "broker failed, asking the next one",
                     extra={"url": endpoint.url, "status": last_error.status},

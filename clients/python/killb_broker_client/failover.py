@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from killb_broker_client.errors import BrokerClientError, BrokerUnreachable
 from killb_broker_client.signing import BrokerEndpoint
 
 STICKY_SECONDS = 60.0
@@ -35,9 +34,10 @@ def broker_urls(value: str | Sequence[str]) -> list[str]:
     return urls
 
 
-def moves_on(error: BrokerClientError) -> bool:
-    """Whether the next broker is asked after this one's error: no answer, or a 5xx."""
-    return isinstance(error, BrokerUnreachable) or (error.status or 0) >= 500
+def moves_on(status: int) -> bool:
+    """Whether a broker's answer with this status passes the call to the next broker: a 5xx
+    does (no answer at all always does); any other answer is the answer."""
+    return status >= 500
 
 
 class BrokerList:
