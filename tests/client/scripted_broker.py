@@ -8,10 +8,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from broker_server import serve_broker
+
 ACCOUNT_ID = "123456789012"
 CALLER_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/payments-api/i-0abc"
 ACCESS_TOKEN = "kb-access-token-0f9e8d7c6b5a"
 API_KEY = "kb-api-key-1a2b3c4d"
+# The token of a second broker (another region), in the several-broker tests.
+SECOND_TOKEN = "kb-access-token-of-the-second-region"
 
 
 def json_response(
@@ -92,3 +96,9 @@ class ScriptedBroker:
     @property
     def calls(self) -> int:
         return len(self.events)
+
+
+def stopped_broker_url() -> str:
+    """The URL of a broker that has stopped: its port is closed."""
+    with serve_broker(lambda _e, _c: issued(), caller_arn=None, account_id=ACCOUNT_ID) as api:
+        return api.base_url

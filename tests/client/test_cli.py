@@ -20,11 +20,13 @@ from tests.client.scripted_broker import (
     ACCESS_TOKEN,
     ACCOUNT_ID,
     API_KEY,
+    SECOND_TOKEN,
     ScriptedBroker,
     issued,
     issued_headers,
     json_response,
     refused,
+    stopped_broker_url,
 )
 
 CLIENT = Path(__file__).resolve().parents[2] / "clients" / "python"
@@ -380,3 +382,46 @@ def test_every_command_has_help(
 
     assert exited.value.code == 0
     assert says in capsys.readouterr().out
+
+
+def test_url_may_be_repeated_for_several_brokers(
+    second: ScriptedBroker, second_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a first broker that is down and a second that answers
+    # When the CLI is given both, in order
+    status = main(["headers", "--url", stopped_broker_url(), "--url", second_api.base_url])
+
+    # Then the second one's headers are printed
+    assert status == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["headers"]["Authorization"] == f"Bearer {SECOND_TOKEN}"
+
+
+def test_killb_broker_url_may_hold_a_comma_separated_list(
+    second: ScriptedBroker,
+    second_api: BrokerServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("KILLB_BROKER_URL", f"{stopped_broker_url()},{second_api.base_url}")
+
+    status = main(["headers", "--format", "env"])
+
+    assert status == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"export KILLB_AUTHORIZATION='Bearer {SECOND_TOKEN}'"
+    )
+
+
+def test_when_every_broker_fails_the_error_names_the_last_one(
+    second: ScriptedBroker, second_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a first broker that is down and a second without a token
+    second.script(refused(503, "BROKER.0003", "No token available", retry_after="30"))
+
+    status = main(["headers", "--url", f"{stopped_broker_url()},{second_api.base_url}"])
+
+    # Then the one JSON line is the second broker's refusal, with its URL
+    assert status == 1
+    printed = json.loads(capsys.readouterr().err)
+    assert (printed["errorCode"], printed["url"]) == ("BROKER.0003", second_api.base_url)

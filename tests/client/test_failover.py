@@ -4,7 +4,6 @@ brokers, and BrokerList alone with the time given."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,32 +24,13 @@ from tests.client.scripted_broker import (
     ACCESS_TOKEN,
     ACCOUNT_ID,
     CALLER_ARN,
+    SECOND_TOKEN,
     ScriptedBroker,
     issued,
     refused,
+    stopped_broker_url,
 )
 from tests.client.test_broker_auth import authorization_fields, header
-
-SECOND_TOKEN = "kb-access-token-of-the-second-region"
-
-
-@pytest.fixture
-def second() -> ScriptedBroker:
-    broker = ScriptedBroker()
-    broker.script(issued(SECOND_TOKEN))
-    return broker
-
-
-@pytest.fixture
-def second_api(second: ScriptedBroker) -> Iterator[BrokerServer]:
-    with serve_broker(second, caller_arn=CALLER_ARN, account_id=ACCOUNT_ID) as api:
-        yield api
-
-
-def stopped_broker_url() -> str:
-    """The URL of a broker that has stopped: its port is closed."""
-    with serve_broker(lambda _e, _c: issued(), caller_arn=None, account_id=ACCOUNT_ID) as api:
-        return api.base_url
 
 
 class FakeClock:
