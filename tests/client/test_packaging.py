@@ -184,7 +184,7 @@ def test_the_built_lambda_layer_holds_no_caller_client(tmp_path: Path) -> None:
         assert files, f"{name} is empty"
         assert not [p for p in files if p.name.startswith("killb_broker_client")]
         assert not [
-            p for p in files if p.suffix == ".py" and "killb_broker_client" in p.read_text()
+            p for p in files if p.suffix == ".py" and b"killb_broker_client" in p.read_bytes()
         ]
 
 
