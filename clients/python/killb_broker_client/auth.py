@@ -344,7 +344,12 @@ class BrokerAuth(AuthBase):
             if len(self.brokers.endpoints) > 1:
                 logger.warning(
                     "broker failed, asking the next one",
-                    extra={"url": endpoint.url, "status": last_error.status},
+                    extra={
+                        "url": endpoint.url,
+                        "status": last_error.status,
+                        "errorCode": last_error.error_code,
+                        "error": last_error.message,
+                    },
                 )
         raise last_error
 
@@ -539,7 +544,7 @@ def carriable_token(headers: dict[str, str]) -> str:
 # causes wins (requests wraps urllib3, which wraps the socket's own error).
 TRANSPORT_CAUSES: tuple[tuple[type[BaseException], str], ...] = (
     (requests.exceptions.ConnectTimeout, "connection timed out"),
-    (requests.exceptions.ReadTimeout, f"no answer within {READ_TIMEOUT:g} s"),
+    (requests.exceptions.ReadTimeout, "no answer within the read timeout"),
     (requests.exceptions.SSLError, "TLS handshake failed"),
     (requests.exceptions.InvalidURL, "invalid URL"),
     (ConnectionRefusedError, "connection refused"),
