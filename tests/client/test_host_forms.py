@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,7 +11,8 @@ from botocore.credentials import Credentials
 from botocore.session import Session as BotocoreSession
 from broker_server import BrokerServer
 
-from killb_broker_client import BrokerAuth
+from killb_broker_client import BrokerAuth, BrokerClientError
+from killb_broker_client.cli import main
 from killb_broker_client.signing import API_ID_HEADER, broker_endpoint, region_in_host
 from tests.client.loopback_routes import routed_session
 from tests.client.scripted_broker import ScriptedBroker
@@ -35,6 +37,7 @@ VPCE_URL = f"https://{VPCE_HOST}/prod"
         (f"{VPCE_ID}-x1y2z3w4.execute-api.sa-east-1.vpce.amazonaws.com", "sa-east-1"),
         (f"{VPCE_ID}-x1y2z3w4-sa-east-1a.execute-api.sa-east-1.vpce.amazonaws.com", "sa-east-1"),
         (f"{VPCE_ID}-x1y2z3w4.execute-api.cn-north-1.vpce.amazonaws.com.cn", "cn-north-1"),
+        ("vpce-1a2b3c4d-abcdefgh.execute-api.us-east-2.vpce.amazonaws.com", "us-east-2"),
     ],
     ids=[
         "default",
@@ -45,6 +48,7 @@ VPCE_URL = f"https://{VPCE_HOST}/prod"
         "vpce",
         "vpce-zonal",
         "vpce-china",
+        "vpce-short-id",
     ],
 )
 def test_each_api_gateway_host_form_names_its_region(host: str, region: str) -> None:
@@ -78,9 +82,30 @@ def test_an_endpoint_alias_signs_for_its_own_region_not_aws_region(
     assert auth.brokers.endpoints[0].routing_headers == {}
 
 
-def test_a_vpce_host_without_the_api_id_is_refused() -> None:
-    with pytest.raises(ValueError, match="api_id"):
-        BrokerAuth(VPCE_URL)
+def test_a_vpce_host_without_the_api_id_knows_its_region_but_refuses_each_call(
+    broker_api: BrokerServer,
+) -> None:
+    # Given a VPC endpoint host and no API id (routed to a local broker, which would answer)
+    with routed_session({VPCE_HOST: broker_api.base_url}) as session:
+        auth = BrokerAuth(VPCE_URL, session=session)
+
+        # When the caller asks for headers
+        with pytest.raises(BrokerClientError) as raised:
+            auth.headers()
+
+    # Then the region was found, but nothing was sent: the error says to pass the API id
+    assert auth.region == "eu-west-1"
+    assert "api_id" in str(raised.value)
+    assert raised.value.url == VPCE_URL
+
+
+def test_the_cli_names_the_api_id_flag_for_a_vpce_host(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = main(["headers", "--url", VPCE_URL])
+
+    assert status == 1
+    assert "--api-id" in json.loads(capsys.readouterr().err)["message"]
 
 
 @pytest.mark.parametrize("api_id", ["A1B2C3D4E5", "a1b2\r\nx: y", ""])

@@ -48,6 +48,7 @@ from killb_broker_client.errors import (
 )
 from killb_broker_client.failover import BrokerList, broker_urls, moves_on
 from killb_broker_client.signing import (
+    MISSING_API_ID,
     BrokerEndpoint,
     broker_base_url,
     broker_endpoint,
@@ -354,6 +355,8 @@ class BrokerAuth(AuthBase):
         raise last_error
 
     def _get(self, endpoint: BrokerEndpoint, path: str) -> requests.Response:
+        if endpoint.api_id_missing:
+            raise BrokerClientError(MISSING_API_ID, url=endpoint.url)
         url = f"{endpoint.url}{path}"
         signed = with_aws_trouble_as_client_error(
             self._botocore,

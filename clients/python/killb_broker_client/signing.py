@@ -31,14 +31,14 @@ SERVICE = "execute-api"
 API_ID_HEADER = "x-apigw-api-id"
 _REGION = r"(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)"
 _PARTITION_DOMAIN = r"amazonaws\.com(?:\.cn)?"
-_VPCE_ID = r"vpce-[0-9a-f]{8,17}"
+_VPCE_ID = r"vpce-[0-9a-z]+"
 _API_ID = r"[a-z0-9]+"
 DEFAULT_HOST = re.compile(rf"^(?P<api_id>{_API_ID})\.execute-api\.{_REGION}\.{_PARTITION_DOMAIN}$")
 ENDPOINT_ALIAS_HOST = re.compile(
     rf"^(?P<api_id>{_API_ID})-{_VPCE_ID}\.execute-api\.{_REGION}\.{_PARTITION_DOMAIN}$"
 )
 VPCE_HOST = re.compile(
-    rf"^{_VPCE_ID}-[a-z0-9]+(?:-[a-z0-9]+)*\.execute-api\.{_REGION}\.vpce\.{_PARTITION_DOMAIN}$"
+    rf"^{_VPCE_ID}(?:-[a-z0-9]+)+\.execute-api\.{_REGION}\.vpce\.{_PARTITION_DOMAIN}$"
 )
 API_ID = re.compile(_API_ID)
 
@@ -47,14 +47,24 @@ class RegionNotFound(ValueError):
     """Neither the caller, the URL nor the environment names the region to sign for."""
 
 
+MISSING_API_ID = (
+    "a VPC endpoint host serves many APIs: pass the broker API's id (api_id=, --api-id), or use "
+    "the API's endpoint alias {api-id}-{vpce-id}.execute-api.{region}.amazonaws.com"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerEndpoint:
     """One broker API: its root URL (stage included), the region its calls are signed for, and
-    the headers its host needs besides the signature (x-apigw-api-id for a VPC endpoint host)."""
+    the headers its host needs besides the signature (x-apigw-api-id for a VPC endpoint host).
+
+    api_id_missing: a VPC endpoint host given without the API id; no call can reach the API.
+    """
 
     url: str
     region: str
     routing_headers: dict[str, str] = field(default_factory=dict)
+    api_id_missing: bool = False
 
 
 def is_loopback(host: str) -> bool:
@@ -89,21 +99,18 @@ def broker_endpoint(
     """The endpoint of one broker URL: where it is, the region to sign for, the routing headers.
 
     api_id: the API's id, sent as x-apigw-api-id when the host is a VPC endpoint's own name
-    (other host forms carry the API in the host, and ignore it).
+    (other host forms carry the API in the host, and ignore it). Without it such an endpoint
+    is still made, its region known, but marked api_id_missing: each call to it is refused.
     """
     url = broker_base_url(api_url)
-    host = urlsplit(url).hostname or ""
+    if api_id is not None and not API_ID.fullmatch(api_id):
+        raise ValueError("api_id must be an API Gateway API id: lowercase letters and digits")
     routing: dict[str, str] = {}
-    if VPCE_HOST.match(host):
-        if api_id is None:
-            raise ValueError(
-                "a VPC endpoint host serves many APIs: pass the broker API's id (api_id=, "
-                "--api-id), or use the API's endpoint alias {api-id}-{vpce-id}.execute-api..."
-            )
-        if not API_ID.fullmatch(api_id):
-            raise ValueError("api_id must be an API Gateway API id: lowercase letters and digits")
+    is_vpce_host = bool(VPCE_HOST.match(urlsplit(url).hostname or ""))
+    if is_vpce_host and api_id is not None:
         routing[API_ID_HEADER] = api_id
-    return BrokerEndpoint(url, region_of(url, region, botocore_session), routing)
+    missing = is_vpce_host and api_id is None
+    return BrokerEndpoint(url, region_of(url, region, botocore_session), routing, missing)
 
 
 def region_in_host(host: str) -> str | None:
