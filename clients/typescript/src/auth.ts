@@ -21,7 +21,7 @@ import {
   BrokerUnavailableError,
 } from "./errors.js";
 import { BrokerList, brokersOf, type BrokerUrls } from "./brokers.js";
-import { defaultCredentials, type Credentials } from "./signing.js";
+import { defaultCredentials, mayCarryCredentials, type Credentials } from "./signing.js";
 
 /** The broker's 200 body, as openapi/broker.yaml describes it. */
 export type AuthHeadersResponse = components["schemas"]["AuthHeaders"];
@@ -281,17 +281,14 @@ function killbHeadersOf(body: unknown): KillBHeaders | undefined {
   return checked as KillBHeaders;
 }
 
-/** An absolute http(s) URL without user info, query or fragment: a KillB API root. */
+/**
+ * A KillB API root a token may be sent to: https:// (or http:// to loopback), without user
+ * info, query or fragment. Anything else makes the answer an error: the client never guesses.
+ */
 function isKillBBaseUrl(value: unknown): value is string {
   if (typeof value !== "string" || !URL.canParse(value)) return false;
   const url = new URL(value);
-  return (
-    (url.protocol === "https:" || url.protocol === "http:") &&
-    !url.username &&
-    !url.password &&
-    !url.search &&
-    !url.hash
-  );
+  return mayCarryCredentials(url) && !url.username && !url.password && !url.search && !url.hash;
 }
 
 /** Retry-After as seconds: delta-seconds (fractions accepted) or an HTTP date. */
