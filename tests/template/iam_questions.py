@@ -59,9 +59,17 @@ class Stack:
             name: str(spec.get("Default", ""))
             for name, spec in translated.get("Parameters", {}).items()
         }
+        # A CommaDelimitedList parameter's Ref is a list, as CloudFormation resolves it.
+        given = {**defaults, **parameters}
+        lists = {
+            name: given[name].split(",")
+            for name, spec in translated.get("Parameters", {}).items()
+            if spec.get("Type") == "CommaDelimitedList"
+        }
         self.values: dict[str, Any] = {
             **defaults,
             **parameters,
+            **lists,
             "AWS::AccountId": ACCOUNT_ID,
             "AWS::Region": REGION,
             "AWS::Partition": "aws",
@@ -164,6 +172,13 @@ class Stack:
     def _fn_or(self, inner: Any) -> bool:
         return any(self.resolve(inner))
 
+    def _fn_and(self, inner: Any) -> bool:
+        return all(self.resolve(inner))
+
+    def _fn_select(self, inner: Any) -> Any:
+        index, items = inner
+        return self.resolve(items)[int(index)]
+
     def _condition(self, inner: str) -> bool:
         return self.condition(inner)
 
@@ -177,6 +192,8 @@ class Stack:
         "Fn::Equals": _fn_equals,
         "Fn::Not": _fn_not,
         "Fn::Or": _fn_or,
+        "Fn::And": _fn_and,
+        "Fn::Select": _fn_select,
         "Condition": _condition,
     }
 
