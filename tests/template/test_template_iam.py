@@ -30,7 +30,7 @@ def secrets_manager_grants(resources: Resources, role: str) -> dict[str, set[str
         wanted = {action for action in actions(statement) if action.startswith("secretsmanager:")}
         if statement["Effect"] != "Allow" or not wanted:
             continue
-        # A replica stack's branch names the replicas by ARN (tests/template/test_template_regions.py)
+        # A replica stack's branch names the replicas by ARN (test_template_regions.py)
         for secret in referenced_ids(statement["Resource"]) & set(SECRETS):
             grants.setdefault(secret, set()).update(wanted)
     return grants
