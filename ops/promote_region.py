@@ -12,7 +12,9 @@ Each step first looks at what is already done, so running the command again is s
 3. the stack is updated with its own template and parameters but Promoted=true, so its refresher's
    schedule starts and its broker invokes its own refresher; a later `sam deploy` that does not
    name Promoted keeps it;
-4. the refresher here makes the first refresh as a revoke: a new login, published, then the old
+4. the broker's alias `live` moves to a version published with those settings (SAM publishes
+   none for a parameter's change);
+5. the refresher here makes the first refresh as a revoke: a new login, published, then the old
    session (the lost primary's, as last replicated) logged out at KillB, so no token of that
    session is handed out again, here or by what is left of the old primary.
 
@@ -96,12 +98,21 @@ def clients_for(region: str, primary_region: str) -> Clients:
     )
 
 
-def stack_parameters(cloudformation: CloudFormationClient, stack_name: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class StackView:
+    parameters: dict[str, str]
+    outputs: dict[str, str]
+
+
+def describe(cloudformation: CloudFormationClient, stack_name: str) -> StackView:
     try:
         (stack,) = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     except ClientError as error:
         raise PromotionRefused(f"no stack {stack_name} here: {error}") from error
-    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+    return StackView(
+        parameters={p["ParameterKey"]: p.get("ParameterValue", "") for p in stack["Parameters"]},
+        outputs={o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs", [])},
+    )
 
 
 def primary_answer(primary: SecretsManagerClient, stack_name: str) -> str | None:
@@ -163,6 +174,31 @@ def mark_promoted(
     say(f"stack {stack_name}: Promoted=true (the refresher's schedule runs, the broker invokes it)")
 
 
+def put_live_on_latest(lambda_: LambdaClient, function: str, say: Say) -> None:
+    """Point the broker's alias `live` at a version with the function's current settings.
+
+    SAM publishes a new version only when the code or the template's text of the function
+    changes, not when a parameter's value does: after the update, `live` would still run the
+    version that invokes the lost primary's refresher.
+    """
+    try:
+        live = lambda_.get_function_configuration(FunctionName=function, Qualifier="live")
+        latest = lambda_.get_function_configuration(FunctionName=function)
+        if live.get("Environment") == latest.get("Environment"):
+            say(f"broker {function}: alias live has the current settings already")
+            return
+        lambda_.get_waiter("function_updated_v2").wait(FunctionName=function)
+        version = lambda_.publish_version(
+            FunctionName=function, Description="promotion: invokes this Region's refresher"
+        )["Version"]
+        lambda_.update_alias(FunctionName=function, Name="live", FunctionVersion=version)
+    except (ClientError, BotoCoreError) as error:
+        raise PromotionFailed(
+            f"broker {function}: moving the alias live failed: {error}"
+        ) from error
+    say(f"broker {function}: alias live on version {version} (invokes this Region's refresher)")
+
+
 def first_refresh(lambda_: LambdaClient, stack_name: str, say: Say) -> dict[str, Any]:
     function = f"{stack_name}-refresher"
     try:
@@ -194,8 +230,8 @@ def promote(
 ) -> dict[str, Any]:
     """Promote the replica stack STACK_NAME in REGION; return the first refresh's summary."""
     here = clients(region, region)
-    parameters = stack_parameters(here.cloudformation, stack_name)
-    primary_region = parameters.get("PrimaryRegion", "")
+    stack = describe(here.cloudformation, stack_name)
+    primary_region = stack.parameters.get("PrimaryRegion", "")
     if not primary_region:
         raise PromotionRefused(f"stack {stack_name} in {region} is a primary stack already")
     primary = clients(region, primary_region)
@@ -205,9 +241,13 @@ def promote(
             f"the primary Region {primary_region} still answers ({answered}): "
             "nothing changed; --force promotes anyway"
         )
+    broker = stack.outputs.get("BrokerFunctionName")
+    if not broker:
+        raise PromotionRefused(f"stack {stack_name} has no BrokerFunctionName output")
     say(f"primary {primary_region}: {answered or 'does not answer'}")
     stop_replication(here.secretsmanager, stack_name, region, say)
-    mark_promoted(here.cloudformation, stack_name, parameters, say)
+    mark_promoted(here.cloudformation, stack_name, stack.parameters, say)
+    put_live_on_latest(here.lambda_, broker, say)
     return first_refresh(here.lambda_, stack_name, say)
 
 

@@ -42,8 +42,11 @@ STAND_IN_TEMPLATE = json.dumps(
             "Promoted": {"Type": "String", "Default": "false"},
         },
         "Resources": {"Marker": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {"BrokerFunctionName": {"Value": f"{STACK}-BrokerFunction-AbC123"}},
     }
 )
+BROKER = f"{STACK}-BrokerFunction-AbC123"
+PRIMARY_REFRESHER = f"arn:aws:lambda:{PRIMARY_REGION}:123456789012:function:{STACK}-refresher"
 LOGGED_IN = {
     "action": "logged_in",
     "expiresAt": 1900000000,
@@ -62,6 +65,12 @@ class World:
         cloudformation = boto3.client("cloudformation", region_name=REGION, endpoint_url=self.url)
         (stack,) = cloudformation.describe_stacks(StackName=STACK)["Stacks"]
         return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
+
+    def live_refresher(self) -> str:
+        """The refresher that the broker's alias `live` invokes."""
+        lambda_ = boto3.client("lambda", region_name=REGION, endpoint_url=self.url)
+        live = lambda_.get_function_configuration(FunctionName=BROKER, Qualifier="live")
+        return str(live["Environment"]["Variables"]["REFRESHER_FUNCTION_NAME"])
 
     def queue_refresher_answer(self, summary: dict[str, object]) -> None:
         answer = {"results": [json.dumps(summary)], "region": REGION}
@@ -128,12 +137,31 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         role = boto3.client("iam").create_role(
             RoleName=f"{STACK}-refresher-{REGION}", AssumeRolePolicyDocument="{}"
         )["Role"]["Arn"]
-        boto3.client("lambda", region_name=REGION).create_function(
+        lambda_ = boto3.client("lambda", region_name=REGION)
+        lambda_.create_function(
             FunctionName=f"{STACK}-refresher",
             Runtime="python3.13",
             Role=role,
             Handler="app.lambda_handler",
             Code={"ZipFile": code_zip()},
+        )
+        # The broker as SAM deploys it: the alias live on a version that invokes the primary's
+        # refresher. Then $LATEST invokes this Region's, as the stack update with Promoted=true
+        # leaves it (moto's CloudFormation does not update a function it did not create), while
+        # SAM publishes no version for a parameter's change.
+        lambda_.create_function(
+            FunctionName=BROKER,
+            Runtime="python3.13",
+            Role=role,
+            Handler="app.lambda_handler",
+            Code={"ZipFile": code_zip()},
+            Environment={"Variables": {"REFRESHER_FUNCTION_NAME": PRIMARY_REFRESHER}},
+        )
+        version = lambda_.publish_version(FunctionName=BROKER)["Version"]
+        lambda_.create_alias(FunctionName=BROKER, Name="live", FunctionVersion=version)
+        lambda_.update_function_configuration(
+            FunctionName=BROKER,
+            Environment={"Variables": {"REFRESHER_FUNCTION_NAME": f"{STACK}-refresher"}},
         )
         yield built
     finally:
@@ -218,7 +246,23 @@ def test_with_the_primary_gone_the_stack_is_promoted_and_makes_a_first_refresh(
         for kind in ("credentials", "session", "access-token")
     ]
     assert world.said[4].startswith(f"stack {STACK}: Promoted=true")
-    assert world.said[5] == f"refresher {STACK}-refresher: logged_in: the old session was revoked"
+    assert world.said[5].startswith(f"broker {BROKER}: alias live on version 2")
+    assert world.said[6] == f"refresher {STACK}-refresher: logged_in: the old session was revoked"
+
+
+def test_after_the_promotion_the_brokers_live_alias_invokes_this_regions_refresher(
+    world: World,
+) -> None:
+    # Given the broker's alias live still on the version that invokes the primary's refresher
+    standalone_secrets_here()
+    world.queue_refresher_answer(LOGGED_IN)
+    assert world.live_refresher() == PRIMARY_REFRESHER
+
+    # When the stack is promoted
+    world.promote(primary_gone=True)
+
+    # Then live runs a version that invokes this Region's refresher
+    assert world.live_refresher() == f"{STACK}-refresher"
 
 
 def test_running_it_again_does_not_update_the_stack_again(world: World) -> None:
@@ -232,8 +276,9 @@ def test_running_it_again_does_not_update_the_stack_again(world: World) -> None:
     # When the command runs again
     world.promote(primary_gone=True)
 
-    # Then the stack is left as it is, and the refresher revokes again
+    # Then the stack and the alias are left as they are, and the refresher revokes again
     assert f"stack {STACK}: already promoted" in world.said
+    assert f"broker {BROKER}: alias live has the current settings already" in world.said
     assert world.stack_parameters()["Promoted"] == "true"
     assert world.said[-1].startswith(f"refresher {STACK}-refresher: logged_in")
 

@@ -16,7 +16,14 @@ from tests.template.iam_questions import (
     REPLICA_REGION,
     Stack,
 )
-from tests.template.stack import ACCOUNT_ID, REGION, STACK_NAME, as_list, samconfig
+from tests.template.stack import (
+    ACCOUNT_ID,
+    REGION,
+    STACK_NAME,
+    as_list,
+    samconfig,
+    translated_template,
+)
 
 SECRETS = ("CredentialsSecret", "SessionSecret", "AccessTokenSecret")
 PRIMARY = CONFIGURATIONS["primary"]
@@ -220,6 +227,17 @@ def test_a_replica_stacks_broker_reads_the_replica_and_invokes_the_primarys_refr
 
 def test_a_promoted_replica_stacks_broker_invokes_its_own_refresher(promoted: Stack) -> None:
     assert broker_variables(promoted)["REFRESHER_FUNCTION_NAME"] == f"{STACK_NAME}-refresher"
+
+
+def test_sam_publishes_no_new_broker_version_when_only_promoted_changes() -> None:
+    # Given the replica stack before and after promotion, as SAM translates them
+    def versions(parameters: dict[str, str]) -> list[str]:
+        resources = translated_template(parameters)["Resources"]
+        return [name for name, r in resources.items() if r["Type"] == "AWS::Lambda::Version"]
+
+    # Then the broker's version is the same resource: the alias live would keep invoking the
+    # primary's refresher, which is why ops.promote_region moves live itself
+    assert versions(REPLICA) == versions(PROMOTED)
 
 
 def test_a_replica_stacks_refresher_reads_the_replicas_by_name(replica: Stack) -> None:
