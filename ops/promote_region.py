@@ -229,13 +229,12 @@ def promote(
     say: Say = print,
 ) -> dict[str, Any]:
     """Promote the replica stack STACK_NAME in REGION; return the first refresh's summary."""
-    here = clients(region, region)
-    stack = describe(here.cloudformation, stack_name)
+    stack = describe(clients(region, region).cloudformation, stack_name)
     primary_region = stack.parameters.get("PrimaryRegion", "")
     if not primary_region:
         raise PromotionRefused(f"stack {stack_name} in {region} is a primary stack already")
-    primary = clients(region, primary_region)
-    answered = primary_answer(primary.primary_secretsmanager, stack_name)
+    here = clients(region, primary_region)
+    answered = primary_answer(here.primary_secretsmanager, stack_name)
     if answered is not None and not force:
         raise PromotionRefused(
             f"the primary Region {primary_region} still answers ({answered}): "
