@@ -1,5 +1,5 @@
 """The promotion command against a moto server: its refusals, the stack update, the first refresh,
-and running it twice. moto 5.2.5 has no StopReplicationToReplica, so the secrets that reach that
+and running it twice. moto 5.2.5 has no StopReplicationToReplica, so the secrets that pass that
 step here are standalone already (as after a first run); the stack is a stand-in with the real
 template's region parameters (moto cannot expand SAM's transform); the refresher's answer is
 queued in moto, since its Lambda runs no code without Docker."""
@@ -318,3 +318,19 @@ def test_the_primary_is_asked_with_a_short_timeout_and_no_retry() -> None:
     assert settings["connect_timeout"] <= 5
     assert settings["read_timeout"] <= 5
     assert settings["retries"] == {"total_max_attempts": 1, "mode": "standard"}
+
+
+def test_a_secret_that_cannot_stop_replicating_stops_the_promotion_before_the_stack(
+    world: World,
+) -> None:
+    # Given replicas whose replication cannot be stopped: moto 5.2.5 answers
+    # StopReplicationToReplica with a 500 (not implemented), as AWS may answer in an outage
+    replicated_secrets()
+
+    # When the stack is promoted with the primary gone
+    with pytest.raises(PromotionFailed, match=f"secret {STACK}/credentials"):
+        world.promote(primary_gone=True)
+
+    # Then the stack is not promoted and the broker still invokes the primary's refresher
+    assert world.stack_parameters()["Promoted"] == "false"
+    assert world.live_refresher() == PRIMARY_REFRESHER
