@@ -452,7 +452,7 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
     ]
     table["scheduler-invokes-refresher"] = invokes(of_role("SchedulerRole"), "RefresherFunction")
     table["scheduler-invokes-broker"] = invokes(of_role("SchedulerRole"), "BrokerFunction")
-    table.update(event_questions(of_role(refresher), of_role(broker)))
+    table.update(event_questions(stack, of_role(refresher), of_role(broker)))
     for secret in secrets:
         table[f"admin-reads-{secret}"] = reads(admin, secret)
     table["admin-decrypts-credentials-directly"] = [
@@ -506,11 +506,11 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
 
 
 def event_questions(
-    refresher: Mapping[str, Any], broker: Mapping[str, Any]
+    stack: Stack, refresher: Mapping[str, Any], broker: Mapping[str, Any]
 ) -> dict[str, list[Request]]:
     """Who may put events on which bus, under which source (EventBridge authorizes each entry
     of a PutEvents call with its source and detail-type as context keys)."""
-    bus = f"arn:aws:events:{REGION}:{ACCOUNT_ID}:event-bus/"
+    bus = f"arn:aws:events:{stack.region}:{ACCOUNT_ID}:event-bus/"
 
     def puts(who: Mapping[str, Any], bus_name: str, source: str) -> list[Request]:
         context = {"events:source": source, "events:detail-type": "Refresh Failed"}
