@@ -500,9 +500,7 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
         table[f"{name}-decrypts-credentials-directly"] = [
             key_request(developer, "kms:Decrypt", "credentials", via=None)
         ]
-    table.update(api_questions(stack))
-    table.update(service_questions(stack))
-    return table
+    return table | api_questions(stack) | service_questions(stack)
 
 
 def event_questions(
