@@ -243,6 +243,9 @@ class CountingKillB:
     def logout(self, access_token: str) -> None:
         self._client.logout(access_token)
 
+    def me(self, access_token: str) -> dict[str, Any]:
+        return self._client.me(access_token)
+
     def close(self) -> None:
         self._client.close()
 
