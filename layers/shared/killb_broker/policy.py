@@ -211,7 +211,8 @@ class Outcome:
     reason: str
     events: tuple[Event, ...] = ()
     notices: tuple[Notice, ...] = ()
-    # Which token it is, for a recovery's notice; a run is told apart by the fields above.
+    # The published token's fingerprint, for a recovery's notice: derived from the token, so it
+    # takes no part in comparing outcomes.
     fingerprint: str | None = dataclasses.field(default=None, compare=False)
 
     def summary(self) -> dict[str, str | int | None]:
