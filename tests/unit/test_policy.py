@@ -1019,6 +1019,24 @@ def test_republished_token_keeps_the_killb_root_and_its_issue_time(
     assert store.access_token == published("a", now=NOW - 100)
 
 
+def test_token_published_by_an_older_refresher_gains_its_killb_root_keeping_its_key(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given the session's token published without baseUrl, and credentials since blanked
+    store.publish(token_set("a"), api_key="ak-unit-1")
+    assert store.access_token is not None
+    store.access_token = dataclasses.replace(store.access_token, base_url=None)
+    store.credentials = NotConfigured("empty field password")
+
+    # When a scheduled run finds the session fresh
+    outcome = run(store, killb)
+
+    # Then the same token is published with KILLB_BASE_URL, its API key and checkedAt kept
+    assert killb.api_keys == []
+    assert store.access_token == published("a", api_key="ak-unit-1")
+    assert outcome.action is Action.NOOP
+
+
 def test_check_not_due_makes_no_killb_call(store: FakeStore, killb: FakeKillB) -> None:
     # Given a token KillB issued 600 s ago, and a check every 600 s
     store.publish(token_set("a"))

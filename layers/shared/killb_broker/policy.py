@@ -420,9 +420,13 @@ def _noop(
         or published.token != tokens.access_token
         or published.base_url != settings.base_url
     ):
-        credentials = store.read_credentials()
-        api_key = credentials.api_key if isinstance(credentials, Credentials) else None
         same_token = published is not None and published.token == tokens.access_token
+        credentials = store.read_credentials()
+        if isinstance(credentials, Credentials):
+            api_key = credentials.api_key
+        else:
+            # Credentials blanked since: the published token keeps the key it was issued with.
+            api_key = published.api_key if published and same_token else None
         logger.warning(
             "Access-token secret is behind the session: publishing the session's token",
             extra={"token": tokens.fingerprint},
