@@ -36,7 +36,7 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
 bandit: $(BIN)/.installed
-	$(BIN)/bandit -q -c pyproject.toml -r layers functions local
+	$(BIN)/bandit -q -c pyproject.toml -r layers functions local ops
 
 # sam build runs from the venv, whose python3.13 is first on PATH (exported above): SAM checks
 # that python3.13 runs, and a pyenv shim without a 3.13 selected fails its "Binary validation".
