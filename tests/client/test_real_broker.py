@@ -17,7 +17,7 @@ import boto3
 import pytest
 import requests
 from botocore.session import Session as BotocoreSession
-from broker_server import BrokerServer, serve_broker
+from broker_server import BrokerServer, environment_credentials, serve_broker
 from moto import mock_aws
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
@@ -58,7 +58,12 @@ def real_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[RealBroker]:
         monkeypatch.setenv("ALLOWED_PRINCIPALS", ALLOWED_ROLE)
         monkeypatch.delenv("REFRESHER_FUNCTION_NAME", raising=False)
         app = load_function("broker")
-        with serve_broker(app.lambda_handler, caller_arn=CALLER_ARN, account_id=ACCOUNT_ID) as api:
+        with serve_broker(
+            app.lambda_handler,
+            caller_arn=CALLER_ARN,
+            account_id=ACCOUNT_ID,
+            credentials=environment_credentials(),
+        ) as api:
             yield RealBroker(api, app, secrets)
 
 
@@ -178,7 +183,12 @@ def test_caller_not_allowed_raises_access_denied_with_broker_0002(
     app = real_broker.app
     # When the client asks for headers
     with (
-        serve_broker(app.lambda_handler, caller_arn=OTHER_CALLER, account_id=ACCOUNT_ID) as api,
+        serve_broker(
+            app.lambda_handler,
+            caller_arn=OTHER_CALLER,
+            account_id=ACCOUNT_ID,
+            credentials=environment_credentials(),
+        ) as api,
         pytest.raises(BrokerAccessDenied) as raised,
     ):
         BrokerAuth(api.base_url).headers()
