@@ -155,6 +155,8 @@ class BrokerServer:
         self._function_name = function_name
         # Why each refused request was refused (never a signature or a key), oldest first.
         self.refusals: list[str] = []
+        # Each request that reached the handler, as an access log has it: method, path, query.
+        self.access_log: list[tuple[str, str, dict[str, list[str]]]] = []
         # A Lambda container handles one event at a time; so does this stand-in, which keeps
         # handlers that hold per-event state (Powertools' resolver does) honest.
         self._container = threading.Lock()
@@ -257,6 +259,8 @@ class BrokerServer:
         }
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        query = event.get("multiValueQueryStringParameters") or {}
+        self.access_log.append((event["httpMethod"], event["path"], query))
         with self._container:
             return self._handler(event, LambdaContext(self._function_name, remaining_ms=29_000))
 

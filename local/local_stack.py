@@ -46,6 +46,7 @@ from killb_sandbox.server import Account, KillBSandbox
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 STACK_NAME = "killb-local"
+LOOPBACK = "127.0.0.1"
 CALLER_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/payments-api/local"
 # The credentials `make local` and the demo sign with when the environment has none.
 LOCAL_AWS_CREDENTIALS = ReadOnlyCredentials("local", "local", None)
@@ -145,11 +146,13 @@ class LocalStack:
         settings: Mapping[str, str] | None = None,
     ) -> None:
         self.host = host
+        # What `sam local` containers reach (moto, the sandbox) listens on `host`; what only this
+        # machine's callers reach (the Lambda endpoint, the API) stays on loopback.
         self._ports = {
-            "Secrets Manager (moto server)": secretsmanager_port,
-            "KillB sandbox": killb_port if killb is None else 0,
-            "Lambda endpoint": lambda_port,
-            "broker (local API Gateway)": broker_port,
+            "Secrets Manager (moto server)": (host, secretsmanager_port),
+            "KillB sandbox": (host, killb_port if killb is None else 0),
+            "Lambda endpoint": (LOOPBACK, lambda_port),
+            "broker (local API Gateway)": (LOOPBACK, broker_port),
         }
         self.stack_name = stack_name
         self.refresher_name = f"{stack_name}-refresher"
@@ -207,7 +210,7 @@ class LocalStack:
         self._create_secrets()
         refresher = _as_function(load_function("refresher").lambda_handler)
         self.lambda_endpoint = LambdaEndpoint(
-            {self.refresher_name: refresher}, host=self.host, port=ports["Lambda endpoint"]
+            {self.refresher_name: refresher}, host=LOOPBACK, port=ports["Lambda endpoint"]
         )
         self._exit.callback(self.lambda_endpoint.stop)
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = self.lambda_endpoint.base_url
@@ -215,7 +218,7 @@ class LocalStack:
         broker = _as_function(load_function("broker").lambda_handler)
         self.api: BrokerServer = serve_broker(
             broker,
-            host=self.host,
+            host=LOOPBACK,
             port=ports["broker (local API Gateway)"],
             caller_arn=self.caller_arn,
             account_id=ACCOUNT_ID,
@@ -247,13 +250,13 @@ class LocalStack:
     def _claim_ports(self) -> dict[str, int]:
         """Each given port checked free before anything starts; each 0 replaced by a free one."""
         claimed = {}
-        for what, port in self._ports.items():
-            if port and not port_is_free(self.host, port):
+        for what, (host, port) in self._ports.items():
+            if port and not port_is_free(host, port):
                 raise StackFailed(
-                    f"port {port} ({what}) on {self.host} is taken: another `make local`, or "
+                    f"port {port} ({what}) on {host} is taken: another `make local`, or "
                     "another program, listens there; stop it or choose another port"
                 )
-            claimed[what] = port or free_port(self.host)
+            claimed[what] = port or free_port(host)
         return claimed
 
     def _aws_credentials(self) -> ReadOnlyCredentials:
@@ -276,7 +279,8 @@ class LocalStack:
             SANDBOX_EMAIL: Account(password=SANDBOX_PASSWORD, api_key=SANDBOX_API_KEY)
         }
         self.sandbox = KillBSandbox(accounts, token_lifetime_ms=self._token_lifetime_ms)
-        self.sandbox.start(self.host, port)
+        # Beyond loopback only when asked for (the Docker bridge, for `sam local` on Linux).
+        self.sandbox.start(self.host, port, allow_non_loopback=True)
         self._exit.callback(self.sandbox.stop)
         email, account = next(iter(accounts.items()))
         return KillBAccount(self.sandbox.base_url, email, account.password, account.api_key)
