@@ -164,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local stack FAILED: {error}", file=sys.stderr)
         return 1
     sys.path[:0] = [path for path in IMPORT_PATHS if path not in sys.path]
-    from killb_broker.config import is_loopback  # noqa: PLC0415 - after the path is set
-    from local_stack import SECRET_NAMES, LocalStack, StackFailed  # noqa: PLC0415
+    from local_stack import SECRET_NAMES, StackFailed  # noqa: PLC0415 - after the path is set
 
     signal.signal(signal.SIGTERM, on_signal)
     refresher_env = sam_env_vars()["RefresherFunction"]
@@ -185,28 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         # The functions' log lines and metrics (Powertools writes them to stdout) go to the file.
         sys.stdout = log
         try:
-            with LocalStack(
-                host=args.host,
-                secretsmanager_port=args.secretsmanager_port,
-                killb_port=args.killb_port,
-                lambda_port=args.lambda_port,
-                broker_port=args.broker_port,
-                stack_name=stack_name,
-                schedule_seconds=args.schedule_seconds,
-                on_scheduled_run=scheduled_run_line(console),
-            ) as stack:
-                first = stack.first_run
-                print(
-                    f"Refresher, first scheduled run: {first.get('action')} "
-                    f"({first.get('reason')})",
-                    file=console,
-                )
-                if first.get("action") != "logged_in":
-                    print("local stack FAILED: the refresher did not log in", file=sys.stderr)
-                    return 1
-                print(instructions(stack, args.log_file, not is_loopback(args.host)), file=console)
-                console.flush()
-                threading.Event().wait()
+            return serve(args, stack_name, console)
         except KeyboardInterrupt:
             print("local stack stopped", file=sys.stderr)
             return 0
@@ -218,6 +196,35 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         finally:
             sys.stdout = console
+
+
+def serve(args: argparse.Namespace, stack_name: str, console: TextIO) -> int:
+    """Start the stack, print what to try, and keep it up until interrupted."""
+    from local_stack import LocalStack  # noqa: PLC0415
+
+    from killb_broker.config import is_loopback  # noqa: PLC0415 - after the path is set
+
+    with LocalStack(
+        host=args.host,
+        secretsmanager_port=args.secretsmanager_port,
+        killb_port=args.killb_port,
+        lambda_port=args.lambda_port,
+        broker_port=args.broker_port,
+        stack_name=stack_name,
+        schedule_seconds=args.schedule_seconds,
+        on_scheduled_run=scheduled_run_line(console),
+    ) as stack:
+        first = stack.first_run
+        print(
+            f"Refresher, first scheduled run: {first.get('action')} ({first.get('reason')})",
+            file=console,
+        )
+        if first.get("action") != "logged_in":
+            print("local stack FAILED: the refresher did not log in", file=sys.stderr)
+            return 1
+        print(instructions(stack, args.log_file, not is_loopback(args.host)), file=console)
+        console.flush()
+        threading.Event().wait()
     return 0
 
 
