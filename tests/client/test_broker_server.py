@@ -3,6 +3,7 @@ checks each caller's SigV4 signature as API Gateway's AWS_IAM authorization does
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -159,6 +160,25 @@ def test_a_body_changed_after_signing_is_refused(handler: Recorder, gateway: Bro
 
     assert (response.status_code, response.json()) == (403, GATEWAY_403)
     assert handler.events == []
+
+
+def test_a_body_changed_under_a_signed_content_hash_is_refused(
+    handler: Recorder, gateway: BrokerServer
+) -> None:
+    # Given a request signed with x-amz-content-sha256 naming its body's hash
+    url = f"{gateway.base_url}/v1/auth-headers"
+    request = AWSRequest(method="POST", url=url, data=b'{"a": 1}')
+    request.headers["X-Amz-Content-SHA256"] = hashlib.sha256(b'{"a": 1}').hexdigest()
+    SigV4Auth(environment_credentials(), "execute-api", "us-east-1").add_auth(request)
+
+    # When another body is sent under the same headers
+    response = requests.post(
+        url, data=b'{"a": 2}', headers=dict(request.headers.items()), timeout=5
+    )
+
+    # Then the gateway checks the hash against the body that arrived
+    assert (response.status_code, response.json()) == (403, GATEWAY_403)
+    assert gateway.refusals == ["x-amz-content-sha256 is not the hash of the body"]
 
 
 def test_a_changed_signed_header_is_refused(handler: Recorder, gateway: BrokerServer) -> None:
