@@ -45,8 +45,9 @@ class SessionHooks:
             self._events.register_first(prefix, self._dispatch)
 
     def add(self, event_name: str, hook: Hook) -> None:
-        """hook(**botocore's kwargs) on that event (e.g. before-call.secrets-manager.GetSecretValue);
-        the first hook answering something other than None decides, as botocore's own do."""
+        """hook(**botocore's kwargs) on that event, such as
+        before-call.secrets-manager.GetSecretValue; the first hook answering something other than
+        None decides, as botocore's own do."""
         self._hooks[event_name].append(hook)
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from botocore.credentials import Credentials
 
 from killb_broker_client import BrokerAuth, fingerprint
 from tests.local.runner import ROOT, free_port, start_tool, tool_environment
@@ -106,9 +107,8 @@ def test_the_stack_serves_the_refreshed_token_until_interrupted(tmp_path: Path) 
     }
 
 
-def local_credentials() -> object:
-    from botocore.credentials import Credentials  # noqa: PLC0415
-
+def local_credentials() -> Credentials:
+    """What `make local` prints to export: the API checks signatures against them."""
     return Credentials("local", "local")
 
 
