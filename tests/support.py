@@ -33,7 +33,12 @@ class SessionHooks:
     without touching the handler. Create it before the handler is loaded; hooks may be added at
     any time after; close() takes it off the session."""
 
-    PREFIXES = ("before-call.secrets-manager", "before-send.secrets-manager")
+    PREFIXES = (
+        "before-call.secrets-manager",
+        "before-send.secrets-manager",
+        "before-parameter-build.lambda",
+        "after-call.lambda",
+    )
 
     def __init__(self) -> None:
         if boto3.DEFAULT_SESSION is None:
