@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -108,6 +109,8 @@ class DeployedBroker:
     invokes: list[dict[str, Any]] = field(default_factory=list)
     invoke_actions: list[Callable[[], object]] = field(default_factory=list)
     hooks: SessionHooks | None = None
+    # The function's one slot, held from a throttled invoke's start to its answer.
+    busy: AbstractContextManager[None] | None = None
 
     def call(self, event: dict[str, Any]) -> Answer:
         response = self.app.lambda_handler(event, self.context)
@@ -161,13 +164,13 @@ class DeployedBroker:
             if step.payload != json.loads(params["Payload"]):
                 self.refresher.unexpected.append(json.loads(params["Payload"]))
             self.refresher.steps.pop(0)
-            self.busy = self.lambda_endpoint.occupied(REFRESHER)
-            self.busy.__enter__()
+            busy = self.lambda_endpoint.occupied(REFRESHER)
+            busy.__enter__()
+            self.busy = busy
 
     def invoked(self, **_: Any) -> None:
-        busy = getattr(self, "busy", None)
+        busy, self.busy = self.busy, None
         if busy is not None:
-            self.busy = None
             busy.__exit__(None, None, None)
 
 
@@ -765,12 +768,13 @@ def test_no_token_or_api_key_reaches_the_logs(
     broker = deploy()
     broker.put_token("old", 60)
     broker.refresher_answers("refreshed")
-    broker.on_invoke(lambda: broker.put_token("new", 3600))
+    # Each new token has 1000 s: enough for the default minTtl, too short for 1800 (the 503).
+    broker.on_invoke(lambda: broker.put_token("new", 1000))
     broker.call(load_event("broker-auth-headers.json"))
     broker.call(load_event("broker-health.json"))
     broker.call(load_event("broker-no-identity.json"))
     broker.refresher_throttled()
-    broker.call(with_query("broker-auth-headers.json", {"minTtl": ["1800"]}))
+    assert broker.call(with_query("broker-auth-headers.json", {"minTtl": ["1800"]})).status == 503
     # Then the logs hold fingerprints, and never a token or the API key
     logs = broker_log.getvalue()
     assert fingerprint("access-new") in logs
