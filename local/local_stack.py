@@ -213,7 +213,7 @@ class LocalStack:
             {self.refresher_name: refresher}, host=LOOPBACK, port=ports["Lambda endpoint"]
         )
         self._exit.callback(self.lambda_endpoint.stop)
-        os.environ["AWS_ENDPOINT_URL_LAMBDA"] = self.lambda_endpoint.base_url
+        self._set_environment({"AWS_ENDPOINT_URL_LAMBDA": self.lambda_endpoint.base_url})
         self.first_run = self.invoke_refresher(load_event("refresher-scheduled.json"))
         broker = _as_function(load_function("broker").lambda_handler)
         self.api: BrokerServer = serve_broker(
