@@ -104,9 +104,10 @@ demo: $(BIN)/.installed
 	$(BIN)/python local/demo.py
 
 # The local stack, kept up until Ctrl-C; LOCAL_HOST=<docker0 address> for `sam local` on Linux.
-LOCAL_HOST ?= 127.0.0.1
+# Unset or empty: loopback (local/stack.py's own default).
+LOCAL_HOST ?=
 local: $(BIN)/.installed
-	$(BIN)/python local/stack.py --host $(LOCAL_HOST)
+	$(BIN)/python local/stack.py $(if $(strip $(LOCAL_HOST)),--host $(LOCAL_HOST))
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench

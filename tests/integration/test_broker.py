@@ -1,8 +1,11 @@
 """The broker API (docs/spec.md, "Broker API"), row by row, through its Lambda handler and the
 very files in events/.
 
-Secrets Manager is moto; the refresher's Lambda invoke is stubbed in boto3 (botocore Stubber on
-the handler's own client), so an invoke nobody expected fails the test.
+Secrets Manager is moto; the refresher the broker invokes is a scripted function behind the local
+Lambda endpoint (local/lambda_endpoint.py), which the broker's own Lambda client reaches through
+AWS_ENDPOINT_URL_LAMBDA, as a deployed broker reaches Lambda. An invoke nobody scripted fails the
+test. The handler is configured by its environment only; the tests see its AWS calls through
+hooks on boto3's default session (tests/support.py's SessionHooks).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -28,7 +32,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
-from botocore.stub import Stubber
+from lambda_endpoint import LambdaEndpoint
 from moto import mock_aws
 
 from killb_broker.audit import AUDIT_MESSAGE
@@ -37,14 +41,26 @@ from killb_broker.observability import logger
 from killb_broker.tokens import AccessToken, fingerprint
 from killb_sandbox.server import Delay
 from tests.refresher_harness import Refresher as RefresherHarness
-from tests.refresher_invoke import force_invoke, refresher_answers, refresher_throttled
-from tests.support import load_event, load_function
+from tests.support import SessionHooks, load_event, load_function
 
 SECRET_ID = "killb/access-token"
 REFRESHER = "killb-refresher"
 CALLER = "arn:aws:sts::123456789012:assumed-role/payments-api/i-0abc"
 CALLER_ROLE = "arn:aws:iam::123456789012:role/service-role/payments-api"
 API_KEY = "key-integration-7f3a"
+
+
+def force_invoke(function_name: str, rejected: str | None = None) -> dict[str, Any]:
+    """The parameters of an invoke the broker may make: RequestResponse, {"force": true}, or
+    {"force": true, "rejected": "<fingerprint>"} for a token a caller reported."""
+    payload = {"force": True} if rejected is None else {"force": True, "rejected": rejected}
+    return {
+        "FunctionName": function_name,
+        "InvocationType": "RequestResponse",
+        "Payload": json.dumps(payload).encode(),
+    }
+
+
 FORCE_INVOKE = force_invoke(REFRESHER)
 SM_URL = "https://secretsmanager.us-east-1.amazonaws.com"
 
@@ -57,16 +73,44 @@ class Answer:
     text: str
 
 
+@dataclass(frozen=True)
+class Step:
+    """What the scripted refresher does on its next invoke, and the payload it must be given."""
+
+    payload: dict[str, Any]
+    action: str | None  # the summary's action; None: the invoke is throttled
+
+
+@dataclass
+class ScriptedRefresher:
+    """The refresher function, scripted: each invoke takes the next step, in order."""
+
+    steps: list[Step] = field(default_factory=list)
+    unexpected: list[Any] = field(default_factory=list)
+
+    def __call__(self, event: Any, _context: Any) -> dict[str, Any]:
+        if not self.steps or self.steps[0].action is None or self.steps[0].payload != event:
+            self.unexpected.append(event)
+            raise AssertionError("an invoke nobody scripted")
+        step = self.steps.pop(0)
+        return {"action": step.action, "expiresAt": None, "reason": "test"}
+
+
 @dataclass
 class DeployedBroker:
-    """One warm broker container over a moto Secrets Manager, with its invokes stubbed."""
+    """One warm broker container over a moto Secrets Manager, its refresher scripted."""
 
     app: ModuleType
     secrets: Any
     context: Any
+    lambda_endpoint: LambdaEndpoint
+    refresher: ScriptedRefresher
     reads: list[str] = field(default_factory=list)
     invokes: list[dict[str, Any]] = field(default_factory=list)
-    stubber: Stubber | None = None
+    invoke_actions: list[Callable[[], object]] = field(default_factory=list)
+    hooks: SessionHooks | None = None
+    # The function's one slot, held from a throttled invoke's start to its answer.
+    busy: AbstractContextManager[None] | None = None
 
     def call(self, event: dict[str, Any]) -> Answer:
         response = self.app.lambda_handler(event, self.context)
@@ -88,20 +132,17 @@ class DeployedBroker:
 
     def on_invoke(self, action: Callable[[], object]) -> None:
         """Run action (the refresher writing a new token, say) when the broker invokes it."""
-        assert self.stubber is not None
-
-        def run_action(**_: Any) -> None:
-            action()
-
-        self.stubber.client.meta.events.register("before-parameter-build.lambda.Invoke", run_action)
+        self.invoke_actions.append(action)
 
     def refresher_answers(self, action: str, rejected: str | None = None) -> None:
-        assert self.stubber is not None
-        refresher_answers(self.stubber, REFRESHER, action, rejected=rejected)
+        """The next invoke (which must be the forced one, for `rejected` when given) returns a
+        summary with this action."""
+        self.refresher.steps.append(Step(_force_payload(rejected), action))
 
     def refresher_throttled(self, rejected: str | None = None) -> None:
-        assert self.stubber is not None
-        refresher_throttled(self.stubber, REFRESHER, rejected)
+        """The next invoke (which must be the forced one) is throttled: a run is under way, and
+        holds the function's one concurrency slot while the broker's invoke arrives."""
+        self.refresher.steps.append(Step(_force_payload(rejected), None))
 
     def secrets_manager_fails(self, failure: Exception) -> None:
         """Every read of the handler's own Secrets Manager client fails so, from now on."""
@@ -109,9 +150,32 @@ class DeployedBroker:
         def fail(**_: Any) -> None:
             raise failure
 
-        self.app.broker.token_source.secrets.meta.events.register(
-            "before-send.secrets-manager.GetSecretValue", fail
-        )
+        assert self.hooks is not None
+        self.hooks.add("before-send.secrets-manager.GetSecretValue", fail)
+
+    def invoking(self, params: dict[str, Any], **_: Any) -> None:
+        """The broker is about to invoke the refresher: record it, run the actions, and when the
+        script says so, hold the function's slot so that Lambda (the endpoint) throttles it."""
+        self.invokes.append(params)
+        for action in self.invoke_actions:
+            action()
+        step = self.refresher.steps[0] if self.refresher.steps else None
+        if step is not None and step.action is None:
+            if step.payload != json.loads(params["Payload"]):
+                self.refresher.unexpected.append(json.loads(params["Payload"]))
+            self.refresher.steps.pop(0)
+            busy = self.lambda_endpoint.occupied(REFRESHER)
+            busy.__enter__()
+            self.busy = busy
+
+    def invoked(self, **_: Any) -> None:
+        busy, self.busy = self.busy, None
+        if busy is not None:
+            busy.__exit__(None, None, None)
+
+
+def _force_payload(rejected: str | None) -> dict[str, Any]:
+    return {"force": True} if rejected is None else {"force": True, "rejected": rejected}
 
 
 @pytest.fixture
@@ -139,42 +203,49 @@ def deploy(
     aws: Any, monkeypatch: pytest.MonkeyPatch, lambda_context: Any, broker_log: io.StringIO
 ) -> Iterator[Callable[..., DeployedBroker]]:
     """Cold-start the broker with the given settings, as the template would set them."""
-    stubbers: list[Stubber] = []
+    refresher_function = ScriptedRefresher()
+    hooks = SessionHooks()
+    with LambdaEndpoint({REFRESHER: refresher_function}) as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", endpoint.base_url)
 
-    def start(
-        *,
-        refresher: str | None = REFRESHER,
-        allowed: str = CALLER_ROLE,
-        env: dict[str, str] | None = None,
-    ) -> DeployedBroker:
-        for name, value in (env or {}).items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
-        monkeypatch.setenv("ALLOWED_PRINCIPALS", allowed)
-        if refresher:
-            monkeypatch.setenv("REFRESHER_FUNCTION_NAME", refresher)
-        else:
-            monkeypatch.delenv("REFRESHER_FUNCTION_NAME", raising=False)
-        app = load_function("broker")
-        source = app.broker.token_source
-        deployed = DeployedBroker(app=app, secrets=aws, context=lambda_context)
-        source.secrets.meta.events.register(
-            "before-call.secrets-manager.GetSecretValue",
-            lambda **_: deployed.reads.append(SECRET_ID),
-        )
-        if source.refresher is not None:
-            deployed.stubber = Stubber(source.refresher.client)
-            deployed.stubber.client.meta.events.register(
-                "before-parameter-build.lambda.Invoke",
-                lambda params, **_: deployed.invokes.append(params),
+        def start(
+            *,
+            refresher: str | None = REFRESHER,
+            allowed: str = CALLER_ROLE,
+            env: dict[str, str] | None = None,
+        ) -> DeployedBroker:
+            for name, value in (env or {}).items():
+                monkeypatch.setenv(name, value)
+            monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
+            monkeypatch.setenv("ALLOWED_PRINCIPALS", allowed)
+            if refresher:
+                monkeypatch.setenv("REFRESHER_FUNCTION_NAME", refresher)
+            else:
+                monkeypatch.delenv("REFRESHER_FUNCTION_NAME", raising=False)
+            deployed = DeployedBroker(
+                app=load_function("broker"),
+                secrets=aws,
+                context=lambda_context,
+                lambda_endpoint=endpoint,
+                refresher=refresher_function,
+                hooks=hooks,
             )
-            deployed.stubber.activate()
-            stubbers.append(deployed.stubber)
-        return deployed
+            hooks.add(
+                "before-call.secrets-manager.GetSecretValue",
+                lambda **_: deployed.reads.append(SECRET_ID),
+            )
+            hooks.add("before-parameter-build.lambda.Invoke", deployed.invoking)
+            hooks.add("after-call.lambda.Invoke", deployed.invoked)
+            return deployed
 
-    yield start
-    for stubber in stubbers:
-        stubber.deactivate()
+        try:
+            yield start
+        finally:
+            hooks.close()
+    # An invoke nobody scripted fails the test that made it, and so does a scripted one the
+    # broker never made.
+    assert refresher_function.unexpected == []
+    assert refresher_function.steps == []
 
 
 def with_query(event_name: str, multi_value: dict[str, list[str]]) -> dict[str, Any]:
@@ -502,9 +573,8 @@ def test_unexpected_failure_is_a_500_with_no_detail_in_the_body(
     def explode(**_: Any) -> None:
         raise RuntimeError("socket reset by gremlins")
 
-    broker.app.broker.token_source.secrets.meta.events.register(
-        "before-call.secrets-manager.GetSecretValue", explode
-    )
+    assert broker.hooks is not None
+    broker.hooks.add("before-call.secrets-manager.GetSecretValue", explode)
     # When a caller asks
     answer = broker.call(load_event("broker-auth-headers.json"))
     # Then a bare 500, and the detail only in the log
@@ -698,12 +768,13 @@ def test_no_token_or_api_key_reaches_the_logs(
     broker = deploy()
     broker.put_token("old", 60)
     broker.refresher_answers("refreshed")
-    broker.on_invoke(lambda: broker.put_token("new", 3600))
+    # Each new token has 1000 s: enough for the default minTtl, too short for 1800 (the 503).
+    broker.on_invoke(lambda: broker.put_token("new", 1000))
     broker.call(load_event("broker-auth-headers.json"))
     broker.call(load_event("broker-health.json"))
     broker.call(load_event("broker-no-identity.json"))
     broker.refresher_throttled()
-    broker.call(with_query("broker-auth-headers.json", {"minTtl": ["1800"]}))
+    assert broker.call(with_query("broker-auth-headers.json", {"minTtl": ["1800"]})).status == 503
     # Then the logs hold fingerprints, and never a token or the API key
     logs = broker_log.getvalue()
     assert fingerprint("access-new") in logs
@@ -1055,62 +1126,26 @@ def test_malformed_allowed_principals_fail_the_cold_start(
 REPORTING_CALLERS = 8
 
 
-class OneAtATimeRefresher:
-    """The refresher function as Lambda runs it with ReservedConcurrentExecutions: 1: the real
-    handler in process (moto, the local KillB); an invoke while a run is under way is throttled."""
-
-    def __init__(self, harness: RefresherHarness) -> None:
-        self._harness = harness
-        self._running = threading.Lock()
-        self.payloads: list[Any] = []
-        self.throttled = 0
-
-    def invoke(
-        self,
-        *,
-        # boto3's keyword names, so that it stands where the Lambda client does.
-        FunctionName: str,  # noqa: N803
-        InvocationType: str,  # noqa: N803
-        Payload: bytes,  # noqa: N803
-    ) -> dict[str, Any]:
-        if not self._running.acquire(blocking=False):
-            self.throttled += 1
-            error: Any = {
-                "Error": {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."},
-                "ResponseMetadata": {"HTTPStatusCode": 429},
-            }
-            raise ClientError(error, "Invoke")
-        try:
-            self.payloads.append(json.loads(Payload))
-            summary = self._harness.app.lambda_handler(json.loads(Payload), self._harness.context)
-        finally:
-            self._running.release()
-        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(summary).encode())}
-
-
-def broker_containers(
-    harness: RefresherHarness, monkeypatch: pytest.MonkeyPatch, count: int
-) -> tuple[list[ModuleType], OneAtATimeRefresher]:
-    """count warm broker containers over the harness's secrets, sharing one refresher."""
-    monkeypatch.setenv("REFRESHER_FUNCTION_NAME", REFRESHER)
-    monkeypatch.setenv("ALLOWED_PRINCIPALS", "")
-    refresher_function = OneAtATimeRefresher(harness)
-    containers = []
-    for _ in range(count):
-        app = load_function("broker")
-        # The one piece Lambda cannot lend a test: its Invoke API, here the handler itself.
-        app.broker.token_source.refresher.client = refresher_function
-        containers.append(app)
-    return containers, refresher_function
+@pytest.fixture
+def refresher_endpoint(
+    refresher: RefresherHarness, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LambdaEndpoint]:
+    """The harness's refresher handler behind the local Lambda endpoint, one run at a time, as
+    the brokers' REFRESHER_FUNCTION_NAME resolves it."""
+    with LambdaEndpoint({REFRESHER: refresher.app.lambda_handler}) as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", endpoint.base_url)
+        monkeypatch.setenv("REFRESHER_FUNCTION_NAME", REFRESHER)
+        monkeypatch.setenv("ALLOWED_PRINCIPALS", "")
+        yield endpoint
 
 
 def test_many_callers_reporting_one_token_at_once_cause_one_refresh(
-    refresher: RefresherHarness, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+    refresher: RefresherHarness, refresher_endpoint: LambdaEndpoint, lambda_context: Any
 ) -> None:
     # Given a logged-in stack, and broker containers that each handed out its token
     refresher.run()
     old = refresher.access_token()
-    containers, refresher_function = broker_containers(refresher, monkeypatch, REPORTING_CALLERS)
+    containers = [load_function("broker") for _ in range(REPORTING_CALLERS)]
     for app in containers:
         assert (
             app.lambda_handler(load_event("broker-auth-headers.json"), lambda_context)["statusCode"]
@@ -1141,10 +1176,9 @@ def test_many_callers_reporting_one_token_at_once_cause_one_refresh(
         else:
             assert answer["headers"]["Retry-After"] == "5"
     assert any(answer["statusCode"] == 200 for answer in answers)
-    assert refresher_function.payloads
-    assert all(
-        p == {"force": True, "rejected": fingerprint(old)} for p in refresher_function.payloads
-    )
+    payloads = refresher_endpoint.payloads(REFRESHER)
+    assert payloads
+    assert all(p == {"force": True, "rejected": fingerprint(old)} for p in payloads)
     # And when the callers that were told to retry do, they get the new token, still no refresh
     for app, answer in zip(containers, answers, strict=True):
         if answer["statusCode"] == 503:

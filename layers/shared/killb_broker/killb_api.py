@@ -105,12 +105,13 @@ class KillBAuthClient:
         backoff_factor: float = 0.5,
         deadline: float = 60.0,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         allow_docker_host: bool = False,
     ) -> None:
         """timeout is both the connect and the read timeout of each attempt. An empty api_key
         means none; one an HTTP header cannot carry is a ValueError naming the field only.
-        allow_docker_host: base_url may be http://host.docker.internal:PORT (under sam local)."""
+        allow_docker_host: base_url may be http://host.docker.internal:PORT (under sam local).
+        sleep: how retry waits are waited; by default time.sleep, looked up at each wait."""
         if api_key and not is_visible_ascii(api_key):
             raise ValueError("apiKey: holds characters an HTTP header cannot carry")
         self.base_url = secure_base_url(base_url, allow_docker_host=allow_docker_host)
@@ -120,7 +121,7 @@ class KillBAuthClient:
         self.backoff_factor = backoff_factor
         self.deadline = deadline
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep or _wait
         self._session = requests.Session()
         adapter = HTTPAdapter(max_retries=0)  # the loop in _send is the only one
         self._session.mount("https://", adapter)
@@ -346,6 +347,10 @@ class KillBAuthClient:
             # The error's message is ours: status and errorCode only, never KillB's text.
             fields |= {"error": type(error).__name__, "error_message": str(error)}
             logger.warning("KillB call failed", extra=fields)
+
+
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def _raise_unless_success(endpoint: str, response: requests.Response, answered_at: float) -> None:
