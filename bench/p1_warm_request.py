@@ -18,6 +18,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from lambda_runtime import LambdaContext
 
 from bench.simulation import fake_aws, handlers_output_to
+from killb_broker.store import access_token_to_json
 from killb_broker.tokens import AccessToken
 from tests.support import load_event, load_function
 
@@ -72,7 +73,7 @@ def load_broker() -> ModuleType:
     """The real broker, cold-started over moto, with an hour-long token in its secret."""
     secrets = boto3.client("secretsmanager")
     token = AccessToken("bench-token", int(time.time()) + 3600, api_key="bench-key")
-    secrets.create_secret(Name=SECRET_ID, SecretString=token.to_secret_string())
+    secrets.create_secret(Name=SECRET_ID, SecretString=access_token_to_json(token))
     os.environ |= {
         "ACCESS_TOKEN_SECRET_ID": SECRET_ID,
         "REFRESHER_FUNCTION_NAME": "killb-bench-refresher",

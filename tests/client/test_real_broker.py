@@ -21,6 +21,7 @@ from broker_server import BrokerServer, serve_broker
 from moto import mock_aws
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
+from killb_broker.store import access_token_to_json
 from killb_broker.tokens import AccessToken, fingerprint
 from killb_broker_client import BrokerAccessDenied, BrokerAuth, BrokerUnavailable
 from killb_broker_client.cli import main
@@ -46,7 +47,7 @@ class RealBroker:
 
 def token_valid_for(seconds: int) -> str:
     token = AccessToken(token=ACCESS_TOKEN, expires_at=int(time.time()) + seconds, api_key=API_KEY)
-    return token.to_secret_string()
+    return access_token_to_json(token)
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from moto import mock_aws
 from killb_broker.audit import AUDIT_MESSAGE
 from killb_broker.errors import ConfigurationError
 from killb_broker.observability import logger
+from killb_broker.store import access_token_to_json
 from killb_broker.tokens import AccessToken, fingerprint
 from killb_sandbox.server import Delay
 from tests.refresher_harness import Refresher as RefresherHarness
@@ -83,7 +84,7 @@ class DeployedBroker:
     def put_token(self, name: str, seconds_left: int, *, api_key: str | None = API_KEY) -> int:
         expires_at = int(time.time()) + seconds_left
         token = AccessToken(token=f"access-{name}", expires_at=expires_at, api_key=api_key)
-        self.put(token.to_secret_string())
+        self.put(access_token_to_json(token))
         return expires_at
 
     def on_invoke(self, action: Callable[[], object]) -> None:

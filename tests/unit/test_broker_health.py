@@ -8,6 +8,7 @@ import pytest
 
 from killb_broker.audit import AuditRecord
 from killb_broker.broker import Broker
+from killb_broker.store import access_token_to_json
 from killb_broker.token_source import TokenSource
 from killb_broker.tokens import AccessToken
 
@@ -31,7 +32,9 @@ def health_with(secret_string: str, now: float = NOW) -> dict[str, object]:
 
 
 def token_expiring_in(seconds: int) -> str:
-    return AccessToken(token="access-h", expires_at=NOW + seconds, api_key="k").to_secret_string()
+    return access_token_to_json(
+        AccessToken(token="access-h", expires_at=NOW + seconds, api_key="k")
+    )
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from moto import mock_aws
 
 from killb_broker.errors import TokenUnavailable
 from killb_broker.refresher_invoke import Refresher
+from killb_broker.store import access_token_to_json
 from killb_broker.token_source import (
     MAX_CACHE_AGE,
     RETRY_AFTER_NOTHING_TO_DO,
@@ -61,7 +62,7 @@ class SecretsManager:
         self.client.put_secret_value(SecretId=SECRET_ID, SecretString=value)
 
     def put_token(self, name: str, expires_at: int) -> None:
-        self.put(AccessToken(token=f"access-{name}", expires_at=expires_at).to_secret_string())
+        self.put(access_token_to_json(AccessToken(token=f"access-{name}", expires_at=expires_at)))
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Where the broker's access token comes from: memory while young and long enough, else the
-access-token secret (read through the store), else one on-demand run of the refresher."""
+access-token secret (killb_broker.store reads it), else one on-demand run of the refresher."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TypeIs
 from killb_broker.errors import StoreError, StoreUnavailable, TokenUnavailable
 from killb_broker.observability import logger
 from killb_broker.refresher_invoke import Refresher
-from killb_broker.secrets_manager import SecretReader, read_access_token
+from killb_broker.store import SecretReader, read_access_token
 from killb_broker.tokens import AccessToken
 
 # A warm container trusts its copy of the secret for at most this long. A container then reads
