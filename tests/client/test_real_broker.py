@@ -101,7 +101,12 @@ def test_health_of_a_missing_token_matches_the_document(real_broker: RealBroker)
 
     response = signed("GET", f"{real_broker.api.base_url}/v1/health")
 
-    assert response.json() == {"status": "missing", "expiresAt": None, "expiresIn": None}
+    assert response.json() == {
+        "status": "missing",
+        "expiresAt": None,
+        "expiresIn": None,
+        "checkedAt": None,
+    }
     assert_matches(response, documented_response("/v1/health", "GET", 200))
 
 

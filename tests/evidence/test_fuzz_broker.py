@@ -155,7 +155,8 @@ def assert_documented(status: int, response_headers: dict[str, str], body: Any) 
     if status == 200:
         assert isinstance(body, dict)
         assert set(body) in ({"headers", "expiresAt", "expiresIn"},
-                             {"status", "expiresAt", "expiresIn"})  # fmt: skip
+                             {"headers", "expiresAt", "expiresIn", "killbBaseUrl"},
+                             {"status", "expiresAt", "expiresIn", "checkedAt"})  # fmt: skip
         return
     assert body == {
         "errorCode": ERROR_CODES[status],

@@ -38,8 +38,9 @@ class TokenState(StrEnum):
     """google-auth's three states of a token, measured against a window of seconds.
 
     The one vocabulary of freshness: the refresher measures against its refresh window (stale:
-    refresh it now), the broker against minTtl (stale: too short for this caller, so read
-    again and refresh on demand) and /v1/health against the default minTtl.
+    refresh it now), the broker against minTtl (only a fresh token is handed out; a stale one is
+    too short for this caller, so read again and refresh on demand) and /v1/health against the
+    default minTtl (fresh: "ok", stale: "refreshing", invalid: "expired").
     """
 
     FRESH = "fresh"  # more than the window left: use it as it is
@@ -97,13 +98,11 @@ class AccessToken:
         return TokenState.of(self.seconds_left(now), window)
 
     def lasts(self, min_ttl: int, now: float) -> bool:
-        """Valid for min_ttl more whole seconds: the broker may hand it to a caller asking so.
-
-        That is FRESH against a window of min_ttl, or exactly min_ttl left (a caller asking for
-        300 s may have a token with 300 s left); and at least one second, so that minTtl=0
-        never hands out a token about to expire.
-        """
-        return self.seconds_left(now) >= max(min_ttl, 1)
+        """FRESH against a window of min_ttl: more than min_ttl whole seconds left. The broker's
+        one rule for handing the token to a caller asking for min_ttl, and /v1/health's "ok" at
+        the default minTtl, so that "ok" means a default request is served this token as it is.
+        (minTtl=0 thus still needs a whole second left.)"""
+        return self.state(now, min_ttl) is TokenState.FRESH
 
     def is_plausible(self, now: float) -> bool:
         """An expiry KillB could have given: not before 1970, at most MAX_TOKEN_LIFETIME ahead."""
