@@ -41,6 +41,7 @@ def floor_handler(null: Any) -> Handler:
         "headers": {"Authorization": "Bearer constant", "x-api-key": "constant"},
         "expiresAt": "2026-11-28T02:00:00Z",
         "expiresIn": 3600,
+        "killbBaseUrl": "https://killb.app",
     }
 
     @app.get("/v1/auth-headers")
@@ -51,6 +52,7 @@ def floor_handler(null: Any) -> Handler:
             "broker audit",
             extra={
                 "outcome": "issued",
+                "status": 200,
                 "caller_arn": identity.user_arn,
                 "source_ip": identity.source_ip,
                 "route": "/v1/auth-headers",
@@ -72,7 +74,9 @@ def floor_handler(null: Any) -> Handler:
 def load_broker() -> ModuleType:
     """The real broker, cold-started over moto, with an hour-long token in its secret."""
     secrets = boto3.client("secretsmanager")
-    token = AccessToken("bench-token", int(time.time()) + 3600, api_key="bench-key")
+    token = AccessToken(
+        "bench-token", int(time.time()) + 3600, api_key="bench-key", base_url="https://killb.app"
+    )
     secrets.create_secret(Name=SECRET_ID, SecretString=access_token_to_json(token))
     os.environ |= {
         "ACCESS_TOKEN_SECRET_ID": SECRET_ID,

@@ -102,8 +102,9 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         return rest.direct_error(
             HTTPStatus.BAD_REQUEST, "BROKER.0001", "not an API Gateway REST (v1) proxy event"
         )
-    logger.set_correlation_id(rest.request_id(event))
-    app.context["audit"] = audit = rest.request_audit(event)
+    request_id, audit = rest.request_audit(event)
+    logger.set_correlation_id(request_id)
+    app.context["audit"] = audit
     try:
         response = app.resolve(event, context)
     except Exception:

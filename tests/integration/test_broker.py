@@ -783,13 +783,7 @@ def test_an_unexpected_failure_is_audited_with_status_500(
 ) -> None:
     # Given a Secrets Manager client that fails in a way nobody planned for
     broker = deploy()
-
-    def explode(**_: Any) -> None:
-        raise RuntimeError("socket reset by gremlins")
-
-    broker.app.broker.token_source.secrets.meta.events.register(
-        "before-call.secrets-manager.GetSecretValue", explode
-    )
+    broker.secrets_manager_fails(RuntimeError("socket reset by gremlins"))
     # When a caller asks / Then its one audit record says 500: the broker's own failure, which
     # the canary's rollback alarm counts
     assert broker.call(load_event("broker-auth-headers.json")).status == 500

@@ -35,24 +35,22 @@ def is_rest_event(event: object) -> TypeIs[dict[str, Any]]:
         return False
     if not (isinstance(event.get("httpMethod"), str) and isinstance(event.get("path"), str)):
         return False
-    return all(
-        event.get(key) is None or isinstance(event.get(key), dict) for key in REST_EVENT_MAPPINGS
-    )
+    for key in REST_EVENT_MAPPINGS:
+        value = event.get(key)
+        if value is not None and not isinstance(value, dict):
+            return False
+    return True
 
 
-def request_audit(event: Mapping[str, Any]) -> AuditRecord:
-    """The audit record of a REST request, with what the event says before any route runs."""
-    identity = (event.get("requestContext") or {}).get("identity")
-    return AuditRecord(
+def request_audit(event: Mapping[str, Any]) -> tuple[str | None, AuditRecord]:
+    """API Gateway's request id (the correlation id of the request's log lines), and the
+    request's audit record with what the event says before any route runs."""
+    request_context = event.get("requestContext") or {}
+    request_id, identity = request_context.get("requestId"), request_context.get("identity")
+    return request_id if isinstance(request_id, str) else None, AuditRecord(
         route=f"{event['httpMethod']} {event['path'][:256]}",
         source_ip=identity.get("sourceIp") if isinstance(identity, dict) else None,
     )
-
-
-def request_id(event: Mapping[str, Any]) -> str | None:
-    """API Gateway's request id: the correlation id of the request's log lines."""
-    request_id = (event.get("requestContext") or {}).get("requestId")
-    return request_id if isinstance(request_id, str) else None
 
 
 def caller_arn(event: Mapping[str, Any]) -> str | None:
