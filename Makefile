@@ -35,7 +35,7 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
 bandit: $(BIN)/.installed
-	$(BIN)/bandit -q -c pyproject.toml -r layers functions local
+	$(BIN)/bandit -q -c pyproject.toml -r layers functions local ops
 
 template: $(BIN)/.installed
 	$(BIN)/cfn-lint template.yaml

@@ -35,7 +35,7 @@ from killb_broker.config import RefresherConfig
 from killb_broker.errors import TokenRejected
 from killb_broker.killb_api import KillBAuthClient
 from killb_broker.observability import logger
-from killb_broker.policy import Action, Event, KillB, RefreshSettings, run
+from killb_broker.policy import Action, DetailType, Event, KillB, RefreshSettings, run
 from killb_broker.store import TokenStore
 from killb_broker.tokens import TokenSet, fingerprint
 from killb_sandbox.accounts import SANDBOX_EMAIL, SANDBOX_PASSWORD
@@ -135,6 +135,8 @@ class Report:
     rejected_attempts_within_a_minute: int = 0  # of those, the ones < 60 s after the one before
     last_rejected_attempt: float | None = None
     rejected_too_soon: int = 0
+    # Runs that told operators of failing runs (at most one an hour), each a session write.
+    failure_notices: int = 0
     logins: int = 0
     refreshes: int = 0
     refresh_rejections: int = 0
@@ -242,6 +244,9 @@ class CountingKillB:
 
     def logout(self, access_token: str) -> None:
         self._client.logout(access_token)
+
+    def me(self, access_token: str) -> dict[str, Any]:
+        return self._client.me(access_token)
 
     def close(self) -> None:
         self._client.close()
@@ -402,6 +407,9 @@ class Simulation:
             self.report.rejected_refresh_attempts += 1
             self.report.rejected_refreshes += outcome.action in (Action.REFRESHED, Action.LOGGED_IN)
         self.report.rejected_too_soon += Event.REJECTED_TOO_SOON in outcome.events
+        self.report.failure_notices += any(
+            notice.detail_type is DetailType.REFRESH_FAILED for notice in outcome.notices
+        )
         taken = self.sandbox.requests[before:]
         self.sandbox.clear_faults()
         for kind, _ in faults[: len(taken)]:

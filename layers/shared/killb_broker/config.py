@@ -19,6 +19,8 @@ LOOPBACK_NAMES = frozenset({"localhost"})
 # The host machine as Docker Desktop (and `--add-host host.docker.internal:host-gateway`) names
 # it from inside a container: where a local KillB listens when `sam local` runs the functions.
 DOCKER_HOST_NAME = "host.docker.internal"
+DEFAULT_STACK_NAME = "killb-broker"
+STACK_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
 
 
 def is_sam_local(environ: Mapping[str, str]) -> bool:
@@ -124,6 +126,10 @@ class RefresherConfig:
     refresh_window_seconds: int
     login_backoff_seconds: int
     killb_timeout_seconds: int
+    # How long a token may go without KillB confirming it (GET /api/v2/auth/me); 0: never asked.
+    token_check_seconds: int = 1800
+    # The stack's name, in the detail of every event the refresher puts on EventBridge.
+    stack_name: str = DEFAULT_STACK_NAME
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RefresherConfig:
@@ -142,7 +148,21 @@ class RefresherConfig:
             refresh_window_seconds=_seconds(environ, "REFRESH_WINDOW_SECONDS", 1800, 60, 3300),
             login_backoff_seconds=_seconds(environ, "LOGIN_BACKOFF_SECONDS", 900, 0, 86400),
             killb_timeout_seconds=_seconds(environ, "KILLB_TIMEOUT_SECONDS", 10, 1, 60),
+            token_check_seconds=_seconds(environ, "TOKEN_CHECK_SECONDS", 1800, 0, 86400),
+            stack_name=_stack_name(environ),
         )
+
+
+def _stack_name(environ: Mapping[str, str]) -> str:
+    """STACK_NAME as CloudFormation allows it: a letter, then letters, digits and hyphens."""
+    value = environ.get("STACK_NAME", "").strip()
+    if not value:
+        return DEFAULT_STACK_NAME
+    if not STACK_NAME_PATTERN.fullmatch(value):
+        raise ConfigurationError(
+            "STACK_NAME", "must be a stack name: a letter, then letters, digits or hyphens"
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 # always gets the same ClientRequestToken.
 REQUEST_TOKEN_NAMESPACE = uuid.UUID("5b0e8f39-4a0c-5d4e-9c61-6b8a3f2d7e10")
 CURRENT = "AWSCURRENT"
+NO_TOKEN = "{}"  # noqa: S105 - the access-token secret's placeholder, as the stack creates it
 
 
 def request_token(secret_string: str) -> str:
@@ -83,6 +84,10 @@ class TokenStore:
 
     def write_access_token(self, token: AccessToken) -> None:
         self._put(self.access_token_secret_id, access_token_to_json(token))
+
+    def clear_access_token(self) -> None:
+        """The placeholder that means "no token": the broker answers 503 and health missing."""
+        self._put(self.access_token_secret_id, NO_TOKEN)
 
     def _get(self, secret_id: str) -> tuple[str | None, str]:
         with mapped_errors("GetSecretValue", secret_id):
@@ -207,6 +212,8 @@ def session_from_json(secret_string: str | None) -> Session:
         login_backoff=login_backoff,
         credentials_version=_text(value.get("credentialsVersion")),
         rejected_refresh_at=_whole(value.get("rejectedRefreshAt")),
+        failing_since=_whole(value.get("failingSince")),
+        failure_notified_at=_whole(value.get("failureNotifiedAt")),
     )
 
 
@@ -223,6 +230,10 @@ def session_to_json(session: Session) -> str:
         value["credentialsVersion"] = session.credentials_version
     if session.rejected_refresh_at is not None:
         value["rejectedRefreshAt"] = session.rejected_refresh_at
+    if session.failing_since is not None:
+        value["failingSince"] = session.failing_since
+    if session.failure_notified_at is not None:
+        value["failureNotifiedAt"] = session.failure_notified_at
     if session.login_backoff is not None:
         value["loginBackoff"] = {
             "rejectedAt": session.login_backoff.rejected_at,
