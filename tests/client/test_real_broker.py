@@ -21,6 +21,7 @@ from broker_server import BrokerServer, environment_credentials, serve_broker
 from moto import mock_aws
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
+from killb_broker.store import access_token_to_json
 from killb_broker.tokens import AccessToken, fingerprint
 from killb_broker_client import BrokerAccessDenied, BrokerAuth, BrokerUnavailable
 from killb_broker_client.cli import main
@@ -47,7 +48,7 @@ class RealBroker:
 
 def token_valid_for(seconds: int) -> str:
     token = AccessToken(token=ACCESS_TOKEN, expires_at=int(time.time()) + seconds, api_key=API_KEY)
-    return token.to_secret_string()
+    return access_token_to_json(token)
 
 
 @pytest.fixture
@@ -110,7 +111,12 @@ def test_health_of_a_missing_token_matches_the_document(real_broker: RealBroker)
 
     response = signed("GET", f"{real_broker.api.base_url}/v1/health")
 
-    assert response.json() == {"status": "missing", "expiresAt": None, "expiresIn": None}
+    assert response.json() == {
+        "status": "missing",
+        "expiresAt": None,
+        "expiresIn": None,
+        "checkedAt": None,
+    }
     assert_matches(response, documented_response("/v1/health", "GET", 200))
 
 

@@ -34,12 +34,15 @@ from botocore.exceptions import (
 )
 from lambda_endpoint import LambdaEndpoint
 from moto import mock_aws
+from openapi_schema_validator import OAS30Validator
 
 from killb_broker.audit import AUDIT_MESSAGE
 from killb_broker.errors import ConfigurationError
 from killb_broker.observability import logger
+from killb_broker.store import access_token_to_json
 from killb_broker.tokens import AccessToken, fingerprint
 from killb_sandbox.server import Delay
+from tests.client.openapi_document import SPEC, resolved
 from tests.refresher_harness import Refresher as RefresherHarness
 from tests.support import SessionHooks, load_event, load_function
 
@@ -63,6 +66,7 @@ def force_invoke(function_name: str, rejected: str | None = None) -> dict[str, A
 
 FORCE_INVOKE = force_invoke(REFRESHER)
 SM_URL = "https://secretsmanager.us-east-1.amazonaws.com"
+MISSING = {"status": "missing", "expiresAt": None, "expiresIn": None, "checkedAt": None}
 
 
 @dataclass(frozen=True)
@@ -124,10 +128,14 @@ class DeployedBroker:
     def put(self, value: str) -> None:
         self.secrets.put_secret_value(SecretId=SECRET_ID, SecretString=value)
 
-    def put_token(self, name: str, seconds_left: int, *, api_key: str | None = API_KEY) -> int:
+    def put_token(
+        self, name: str, seconds_left: int, *, api_key: str | None = API_KEY, **fields: Any
+    ) -> int:
         expires_at = int(time.time()) + seconds_left
-        token = AccessToken(token=f"access-{name}", expires_at=expires_at, api_key=api_key)
-        self.put(token.to_secret_string())
+        token = AccessToken(
+            token=f"access-{name}", expires_at=expires_at, api_key=api_key, **fields
+        )
+        self.put(access_token_to_json(token))
         return expires_at
 
     def on_invoke(self, action: Callable[[], object]) -> None:
@@ -435,6 +443,48 @@ def test_short_token_without_a_refresher_is_a_503_to_retry_later(
     assert answer.headers["Retry-After"] == "30"
 
 
+NO_REFRESHER = (
+    "no refresher is configured (REFRESHER_FUNCTION_NAME is empty): the token is replaced only "
+    "by the schedule"
+)
+
+
+def test_a_short_token_without_a_refresher_is_a_503_that_says_why(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a broker deployed without REFRESHER_FUNCTION_NAME, and a token too short
+    broker = deploy(refresher=None)
+    broker.put_token("old", 60)
+    # When a caller asks / Then the 503 says nothing here can refresh it, only the schedule
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert_error(answer, 503, "BROKER.0003")
+    assert NO_REFRESHER in answer.body["message"]
+
+
+def test_a_reported_token_without_a_refresher_is_a_503_that_says_why(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a broker without a refresher, and a caller reporting the token in hand
+    broker = deploy(refresher=None)
+    broker.put_token("old", 3600)
+    # When the report comes / Then a 503 saying why, and never the reported token
+    answer = broker.call(rejected_event(fingerprint("access-old")))
+    assert_error(answer, 503, "BROKER.0003")
+    assert NO_REFRESHER in answer.body["message"]
+    assert "access-old" not in answer.text
+
+
+def test_a_503_with_a_refresher_configured_does_not_blame_the_settings(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy()
+    broker.put_token("old", 60)
+    broker.refresher_answers("failed")
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert_error(answer, 503, "BROKER.0003")
+    assert "REFRESHER_FUNCTION_NAME" not in answer.text
+
+
 def test_missing_secret_is_a_503_not_a_500(deploy: Callable[..., DeployedBroker], aws: Any) -> None:
     broker = deploy()
     aws.delete_secret(SecretId=SECRET_ID, ForceDeleteWithoutRecovery=True)
@@ -619,7 +669,7 @@ def test_health_of_a_placeholder_secret_is_missing(
     broker = deploy()
     broker.put(value)
     answer = broker.call(load_event("broker-health.json"))
-    assert answer.body == {"status": "missing", "expiresAt": None, "expiresIn": None}
+    assert answer.body == MISSING
 
 
 def test_health_of_an_absent_secret_is_missing(
@@ -632,11 +682,77 @@ def test_health_of_an_absent_secret_is_missing(
     assert answer.body["status"] == "missing"
 
 
+# --- where KillB is, when KillB last confirmed the token ---------------------------------------
+
+
+def test_auth_headers_tell_the_killb_base_url_the_token_belongs_to(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a token the refresher published with its KILLB_BASE_URL
+    broker = deploy()
+    broker.put_token("one", 3600, base_url="https://killb.app")
+    # When a caller asks for headers / Then the answer says where to send them
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert answer.status == 200
+    assert answer.body["killbBaseUrl"] == "https://killb.app"
+    assert set(answer.body) == {"headers", "expiresAt", "expiresIn", "killbBaseUrl"}
+
+
+def test_a_token_published_without_a_base_url_is_still_served_without_one(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a secret written by an older refresher, as it wrote them
+    broker = deploy()
+    expires_at = int(time.time()) + 3600
+    broker.put(json.dumps({"accessToken": "access-old-format", "expiresAt": expires_at}))
+    # When a caller asks / Then a 200 without killbBaseUrl
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert answer.status == 200
+    assert "killbBaseUrl" not in answer.body
+
+
+def test_health_tells_when_killb_last_confirmed_the_token(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a token KillB confirmed at a known moment
+    broker = deploy()
+    checked_at = int(time.time()) - 600
+    broker.put_token("one", 3600, checked_at=checked_at)
+    # When health is asked / Then checkedAt is that moment, in RFC 3339 UTC like expiresAt
+    body = broker.call(load_event("broker-health.json")).body
+    assert body["checkedAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(checked_at))
+    assert body["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("event_name", "schema"),
+    [("broker-auth-headers.json", "AuthHeaders"), ("broker-health.json", "Health")],
+)
+def test_answers_with_every_field_match_the_openapi_document(
+    deploy: Callable[..., DeployedBroker], event_name: str, schema: str
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600, base_url="https://killb.app", checked_at=int(time.time()))
+    body = broker.call(load_event(event_name)).body
+    OAS30Validator(resolved(SPEC["components"]["schemas"][schema])).validate(body)
+
+
+def test_health_of_a_token_never_checked_says_checked_at_null(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600)
+    body = broker.call(load_event("broker-health.json")).body
+    assert set(body) == {"status", "expiresAt", "expiresIn", "checkedAt"}
+    assert body["checkedAt"] is None
+
+
 # --- audit and secrecy ------------------------------------------------------------------------
 
 
 AUDIT_KEYS = {
     "outcome",
+    "status",
     "caller_arn",
     "source_ip",
     "route",
@@ -664,6 +780,7 @@ def test_each_200_is_audited_once_with_caller_ip_fingerprint_and_expiry(
     assert audits(broker_log) == [
         {
             "outcome": "issued",
+            "status": 200,
             "caller_arn": CALLER,
             "source_ip": "10.0.12.34",
             "route": "GET /v1/auth-headers",
@@ -729,6 +846,52 @@ def test_a_request_the_api_does_not_accept_is_audited_as_invalid(
     (record,) = audits(broker_log)
     assert record["outcome"] == "invalid"
     assert record["reason"]
+
+
+def test_an_unexpected_failure_is_audited_with_status_500(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    # Given a Secrets Manager client that fails in a way nobody planned for
+    broker = deploy()
+    broker.secrets_manager_fails(RuntimeError("socket reset by gremlins"))
+    # When a caller asks / Then its one audit record says 500: the broker's own failure, which
+    # the canary's rollback alarm counts
+    assert broker.call(load_event("broker-auth-headers.json")).status == 500
+    (record,) = audits(broker_log)
+    assert (record["status"], record["outcome"]) == (500, "unavailable")
+
+
+def test_no_token_now_is_audited_with_status_503_never_500(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    # Given a token too short, and a refresher that cannot get a new one (KillB down)
+    broker = deploy()
+    broker.put_token("old", 60)
+    broker.refresher_answers("failed")
+    # When a caller asks / Then the audit says 503: not a failure of the broker's own
+    assert broker.call(load_event("broker-auth-headers.json")).status == 503
+    (record,) = audits(broker_log)
+    assert (record["status"], record["outcome"]) == (503, "unavailable")
+
+
+def test_every_audit_record_carries_the_status_answered(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    # Given a broker that answers a 200, a 400, a 403, a 404, a 405 and a 400 for a non-REST event
+    broker = deploy(allowed=CALLER_ROLE)
+    broker.put_token("one", 3600)
+    events = [
+        load_event("broker-auth-headers.json"),
+        with_query("broker-auth-headers.json", {"minTtl": ["abc"]}),
+        load_event("broker-no-identity.json"),
+        with_route("broker-auth-headers.json", "GET", "/v1/nope"),
+        with_route("broker-auth-headers.json", "POST", "/v1/auth-headers"),
+        {"warmer": True},
+    ]
+    # When each is asked / Then each audit record holds the status its answer had
+    statuses = [broker.call(copy.deepcopy(event)).status for event in events]
+    assert statuses == [200, 400, 403, 404, 405, 400]
+    assert [record["status"] for record in audits(broker_log)] == statuses
 
 
 def test_a_healthy_health_check_hands_out_nothing_and_is_not_audited(
@@ -840,7 +1003,7 @@ def test_health_keeps_answering_while_secrets_manager_fails(
     broker.secrets_manager_fails(failure)
     answer = broker.call(load_event("broker-health.json"))
     assert answer.status == 200
-    assert answer.body == {"status": "missing", "expiresAt": None, "expiresIn": None}
+    assert answer.body == MISSING
 
 
 def test_a_secret_scheduled_for_deletion_is_a_503_and_health_missing(
@@ -868,7 +1031,7 @@ def test_a_stored_expiry_that_is_no_unix_time_is_a_503_and_health_missing(
     # When callers ask / Then no token is served and nothing crashes formatting the expiry
     assert_error(broker.call(load_event("broker-auth-headers.json")), 503, "BROKER.0003")
     health = broker.call(load_event("broker-health.json"))
-    assert health.body == {"status": "missing", "expiresAt": None, "expiresIn": None}
+    assert health.body == MISSING
 
 
 def test_a_stored_expiry_more_than_a_day_ahead_is_not_served(
@@ -952,6 +1115,37 @@ def test_an_event_that_is_not_a_rest_request_gets_a_400_not_a_function_error(
 def rejected_event(fingerprint_reported: str, min_ttl: str | None = None) -> dict[str, Any]:
     query = {"rejected": [fingerprint_reported]} | ({"minTtl": [min_ttl]} if min_ttl else {})
     return with_query("broker-auth-headers-rejected.json", query)
+
+
+def test_a_revoked_token_the_refresher_cleared_is_never_handed_out_again(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a warm broker that handed out token old
+    broker = deploy()
+    broker.put_token("old", 3600)
+    assert broker.call(load_event("broker-auth-headers.json")).status == 200
+    # And a revoke that got no new token: the refresher logged old out and cleared the secret
+    broker.put("{}")
+    broker.refresher_answers("failed")
+    # When a caller KillB refused reports old
+    answer = broker.call(rejected_event(fingerprint("access-old")))
+    # Then a 503 to retry later, never old; and health says no token is to be had
+    assert_error(answer, 503, "BROKER.0003")
+    assert "Retry-After" in answer.headers
+    assert "access-old" not in answer.text
+    assert broker.call(load_event("broker-health.json")).body == MISSING
+
+
+def test_a_cleared_secret_is_a_503_and_health_missing_for_a_new_container(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given the access-token secret a failed revoke left behind, and a refresher that still fails
+    broker = deploy()
+    broker.put("{}")
+    broker.refresher_answers("failed")
+    # When a caller asks, and health is asked / Then 503 and missing
+    assert_error(broker.call(load_event("broker-auth-headers.json")), 503, "BROKER.0003")
+    assert broker.call(load_event("broker-health.json")).body == MISSING
 
 
 def test_the_rejected_event_reports_a_fingerprint() -> None:
@@ -1110,6 +1304,18 @@ def test_sam_local_with_a_malformed_local_caller_fails_the_cold_start(
     monkeypatch.setenv("LOCAL_CALLER_ARN", "payments-api")
     with pytest.raises(ConfigurationError, match="LOCAL_CALLER_ARN"):
         load_function("broker")
+
+
+def test_a_refresher_that_is_neither_a_name_nor_an_arn_fails_the_cold_start_naming_it(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, broker_log: io.StringIO
+) -> None:
+    monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
+    monkeypatch.setenv("REFRESHER_FUNCTION_NAME", "arn:aws:lambda:eu-west-1:refresher")
+    with pytest.raises(ConfigurationError, match="REFRESHER_FUNCTION_NAME"):
+        load_function("broker")
+    (record,) = log_records(broker_log)
+    assert record["level"] == "ERROR"
+    assert "REFRESHER_FUNCTION_NAME" in record["message"]
 
 
 def test_malformed_allowed_principals_fail_the_cold_start(

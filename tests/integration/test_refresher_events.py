@@ -14,7 +14,7 @@ import boto3
 import pytest
 from moto.core.config import default_user_config
 
-from killb_broker.secrets_manager import read_access_token
+from killb_broker.store import read_access_token
 from killb_broker.tokens import fingerprint
 from killb_sandbox.accounts import SANDBOX_PASSWORD
 from killb_sandbox.server import ErrorResponse, NotJson

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from killb_broker.errors import ConfigurationError
+from killb_broker.observability import logger
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 # The host machine as Docker Desktop (and `--add-host host.docker.internal:host-gateway`) names
@@ -73,6 +74,27 @@ def is_iam_arn(arn: str) -> bool:
         and parts[4].isdigit()
         and bool(parts[5])
     )
+
+
+# A function name, with an optional version or alias, or a function ARN (a replica stack's broker
+# names the primary's refresher by its ARN, in another region).
+_FUNCTION_NAME = r"[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?"
+_FUNCTION = re.compile(
+    rf"(?:arn:aws[a-z-]*:lambda:(?P<region>[a-z]{{2}}(?:-[a-z]+)+-\d+):\d{{12}}:function:)?"
+    rf"{_FUNCTION_NAME}"
+)
+
+
+def function_region(function: str) -> str | None:
+    """The region of a Lambda function ARN; None for a plain name (the function's own region).
+    ValueError for anything that is neither."""
+    match = _FUNCTION.fullmatch(function)
+    if match is None:
+        raise ValueError(
+            "must be a Lambda function name or a function ARN "
+            "(arn:aws:lambda:REGION:ACCOUNT:function:NAME)"
+        )
+    return match["region"]
 
 
 def _required(environ: Mapping[str, str], name: str) -> str:
@@ -146,7 +168,10 @@ def _stack_name(environ: Mapping[str, str]) -> str:
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     access_token_secret_id: str
+    # A name or an ARN; unset: no on-demand refresh.
     refresher_function_name: str | None = None
+    # The refresher's region when REFRESHER_FUNCTION_NAME is an ARN (maybe another region's).
+    refresher_region: str | None = None
     allowed_principals: tuple[str, ...] = ()
     # The caller's identity for requests that carry none: `sam local start-api` cannot emulate
     # AWS_IAM. Only ever set under sam local (AWS_SAM_LOCAL=true), never where Lambda runs.
@@ -172,10 +197,36 @@ class BrokerConfig:
                 "LOCAL_CALLER_ARN",
                 "must be an IAM ARN (arn:aws:iam::ACCOUNT:... or arn:aws:sts::...)",
             )
+        refresher = environ.get("REFRESHER_FUNCTION_NAME", "").strip() or None
+        try:
+            refresher_region = function_region(refresher) if refresher else None
+        except ValueError as error:
+            raise ConfigurationError("REFRESHER_FUNCTION_NAME", str(error)) from None
         return cls(
             access_token_secret_id=_required(environ, "ACCESS_TOKEN_SECRET_ID"),
-            refresher_function_name=environ.get("REFRESHER_FUNCTION_NAME", "").strip() or None,
+            refresher_function_name=refresher,
+            refresher_region=refresher_region,
             allowed_principals=principals,
             local_caller_arn=local_caller_arn,
             ignored_variables=ignored,
         )
+
+    @classmethod
+    def at_cold_start(cls, environ: Mapping[str, str]) -> BrokerConfig:
+        """from_env, with the cold start's log lines: one error naming a missing or malformed
+        variable (then the ConfigurationError stops the function), one warning for each
+        variable that is set but ignored."""
+        try:
+            config = cls.from_env(environ)
+        except ConfigurationError as error:
+            logger.error(
+                f"broker configuration is invalid: {error}", extra={"variable": error.variable}
+            )
+            raise
+        for variable in config.ignored_variables:
+            logger.warning(
+                f"{variable} is set but ignored: it applies only under sam local "
+                "(AWS_SAM_LOCAL=true)",
+                extra={"variable": variable},
+            )
+        return config
