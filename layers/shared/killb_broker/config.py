@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from killb_broker.errors import ConfigurationError
-from killb_broker.observability import logger
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 # The host machine as Docker Desktop (and `--add-host host.docker.internal:host-gateway`) names
@@ -216,6 +215,11 @@ class BrokerConfig:
         """from_env, with the cold start's log lines: one error naming a missing or malformed
         variable (then the ConfigurationError stops the function), one warning for each
         variable that is set but ignored."""
+        # Imported here, not with the module: reading settings must not create the functions'
+        # Logger (tools that only parse a URL, as the local servers do, would fix its service
+        # name and output before the functions' environment is set).
+        from killb_broker.observability import logger  # noqa: PLC0415
+
         try:
             config = cls.from_env(environ)
         except ConfigurationError as error:
