@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from moto.core.config import default_user_config
 
 from killb_broker.secrets_manager import read_access_token
@@ -261,6 +262,45 @@ def test_an_event_that_cannot_be_put_never_fails_the_run(
     assert refresher.sandbox.is_valid_access_token(refresher.access_token())
     assert refresher.metrics()["EventsNotSent"] == [1]
     assert any("EventBridge" in record["message"] for record in refresher.logs())
+
+
+def test_a_refresh_failed_eventbridge_refused_is_told_by_the_next_failing_run(
+    refresher: Refresher, operators: Operators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given EventBridge refuses the first entry the refresher puts (FailedEntryCount 1), and a
+    # KillB that cannot answer any login
+    refuse_next_put_events(monkeypatch)
+    refresher.sandbox.inject("login", ErrorResponse(503), times=20)
+    refresher.run()
+    assert refresher.metrics()["EventsNotSent"] == [1]
+    refresher.clock.advance(300)
+
+    # When the next scheduled run fails too, within the hour
+    refresher.run()
+
+    # Then its Refresh Failed is told: the refused one did not count as told
+    assert operators.detail_types() == ["Refresh Failed"]
+
+
+def refuse_next_put_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EventBridge answers the next PutEvents of a client built from now on with its one entry
+    refused, as it does under throttling or an internal failure."""
+    pending = [True]
+
+    def refuse(**_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if not pending:
+            return None
+        pending.clear()
+        entry = {"ErrorCode": "InternalFailure", "ErrorMessage": "refused by the test"}
+        answer = {"FailedEntryCount": 1, "Entries": [entry]}
+        response = AWSResponse("https://test.invalid", 200, {}, None)  # type: ignore[arg-type]
+        return response, {**answer, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    # The refresher builds its events client from boto3's default session on its first event.
+    session = boto3.session.Session()
+    # A before-call handler's answer stands in for the call; the type stubs expect None of all.
+    session.events.register_first("before-call.events.PutEvents", refuse)  # type: ignore[arg-type]
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
 
 
 def test_no_event_detail_holds_a_secret(refresher: Refresher, operators: Operators) -> None:
