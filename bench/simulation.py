@@ -34,6 +34,7 @@ from moto import mock_aws
 from killb_broker.config import RefresherConfig
 from killb_broker.errors import TokenRejected
 from killb_broker.killb_api import KillBAuthClient
+from killb_broker.notifications import FailingRuns
 from killb_broker.observability import logger
 from killb_broker.policy import Action, DetailType, Event, KillB, RefreshSettings, run
 from killb_broker.store import TokenStore
@@ -135,7 +136,7 @@ class Report:
     rejected_attempts_within_a_minute: int = 0  # of those, the ones < 60 s after the one before
     last_rejected_attempt: float | None = None
     rejected_too_soon: int = 0
-    # Runs that told operators of failing runs (at most one an hour), each a session write.
+    # Runs that told operators of failing runs (at most one an hour), none a secret write.
     failure_notices: int = 0
     logins: int = 0
     refreshes: int = 0
@@ -337,6 +338,9 @@ class Simulation:
             refresh_window=self.config.refresh_window_seconds,
             login_backoff=self.config.login_backoff_seconds,
         )
+        # The refresher's Notifier keeps the hourly bound of failure notices in its memory: one
+        # warm container all week (its reserved concurrency is 1).
+        self.failing = FailingRuns()
         self.store = TokenStore(
             self.secrets,
             credentials_secret_id=self.config.credentials_secret_id,
@@ -407,8 +411,12 @@ class Simulation:
             self.report.rejected_refresh_attempts += 1
             self.report.rejected_refreshes += outcome.action in (Action.REFRESHED, Action.LOGGED_IN)
         self.report.rejected_too_soon += Event.REJECTED_TOO_SOON in outcome.events
+        # What the Notifier would send, every event taken by EventBridge.
+        told = self.failing.select(outcome.notices, now)
+        for notice in told:
+            self.failing.told(notice, now)
         self.report.failure_notices += any(
-            notice.detail_type is DetailType.REFRESH_FAILED for notice in outcome.notices
+            notice.detail_type is DetailType.REFRESH_FAILED for notice in told
         )
         taken = self.sandbox.requests[before:]
         self.sandbox.clear_faults()

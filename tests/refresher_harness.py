@@ -127,13 +127,10 @@ class Refresher:
     def versions(self) -> tuple[str, str]:
         return self.secret(SESSION_ID)[1], self.secret(ACCESS_TOKEN_ID)[1]
 
-    def stored(self) -> tuple[Any, str]:
-        """What rule R5 keeps as it was: the session secret but for when operators were told of
-        failing runs (failingSince, failureNotifiedAt), and the access-token secret."""
-        session = self.secret_json(SESSION_ID)
-        for notice_field in ("failingSince", "failureNotifiedAt"):
-            session.pop(notice_field, None)
-        return session, self.secret(ACCESS_TOKEN_ID)[0]
+    def stored(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        """What rule R5 keeps as it was: the session and access-token secrets, each its
+        SecretString and VersionId."""
+        return self.secret(SESSION_ID), self.secret(ACCESS_TOKEN_ID)
 
     def metrics(self) -> dict[str, list[float]]:
         """Every metric the last invocation emitted (EMF lines on stdout), by name."""

@@ -61,7 +61,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, str | int | 
     logger.set_correlation_id(context.aws_request_id)
     now = time.time()
     outcome = run(event, STORE, connect_killb, now=now, settings=SETTINGS)
-    delivery = NOTIFIER.send(outcome.notices)
+    delivery = NOTIFIER.send(outcome.notices, now=now)
     for name, unit, value in outcome.metrics(now):
         metrics.add_metric(name=name, unit=unit, value=value)
     if delivery.sent:

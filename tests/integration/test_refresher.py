@@ -268,8 +268,7 @@ def test_killb_unavailable_retries_then_fails_with_the_secrets_unchanged(
     # When the refresher runs
     summary = refresher.run()
 
-    # Then it tried a few times, gave up, and left both secrets as they were (but for the
-    # record of the failure notice operators were sent)
+    # Then it tried a few times, gave up, and left both secrets as they were
     assert refresher.sandbox.count("login") == KILLB_ATTEMPTS
     assert summary["action"] == "failed"
     assert "KillB unavailable" in summary["reason"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from moto.core.config import default_user_config
 
 from killb_broker.store import read_access_token
@@ -101,21 +102,72 @@ def test_a_run_that_gets_no_token_is_told_as_refresh_failed(
     assert refresher.metrics()["EventsSent"] == [1]
 
 
-def test_failing_runs_every_5_minutes_for_2_hours_are_told_twice(
+def test_killb_unavailable_is_told_and_leaves_both_secrets_exactly_as_they_were(
     refresher: Refresher, operators: Operators
 ) -> None:
-    # Given a KillB that cannot answer any login for two hours
-    told = []
+    # Given a stale session, and a KillB that answers every request with a 500
+    refresher.run()
+    in_service = refresher.secret_json(ACCESS_TOKEN_ID)
+    refresher.clock.advance(2100)
+    before = refresher.stored()
+    refresher.sandbox.inject("any", ErrorResponse(500), times=20)
 
-    # When the schedule runs the refresher every 5 minutes
+    # When the scheduled run comes
+    summary = refresher.run()
+
+    # Then the run failed; both secrets keep their SecretString and version (rule R5); and one
+    # Refresh Failed names the token still in service
+    assert summary["action"] == "failed"
+    assert refresher.stored() == before
+    detail = the_one(operators.received(), "Refresh Failed")
+    assert detail["fingerprint"] == fingerprint(in_service["accessToken"])
+    assert detail["expiresAt"] == in_service["expiresAt"]
+
+
+def fail_every_5_minutes_for_2_hours(refresher: Refresher, operators: Operators) -> list[str]:
+    """Runs through the same loaded handler every 5 minutes from START (the KillB client's retry
+    waits move the clock too), KillB answering no login: the detail-types operators received."""
+    told = []
     for _ in range(24):
         refresher.sandbox.inject("login", ErrorResponse(503), times=10)
         assert refresher.run()["action"] == "failed"
         told += operators.detail_types()
         refresher.clock.advance(300)
+    return told
 
-    # Then operators were told twice: at the first failure and an hour later
+
+def test_failing_runs_every_5_minutes_for_2_hours_are_told_twice(
+    refresher: Refresher, operators: Operators
+) -> None:
+    # Given a KillB that cannot answer any login for two hours
+    versions = refresher.versions()
+
+    # When the schedule runs the refresher every 5 minutes
+    told = fail_every_5_minutes_for_2_hours(refresher, operators)
+
+    # Then operators were told twice: at the first failure and an hour later; no secret written
     assert told == ["Refresh Failed", "Refresh Failed"]
+    assert refresher.versions() == versions
+
+
+def test_the_first_success_after_two_hours_of_failing_runs_is_told_once(
+    refresher: Refresher, operators: Operators
+) -> None:
+    # Given two hours of failing runs operators were told of
+    fail_every_5_minutes_for_2_hours(refresher, operators)
+
+    # When KillB is back and the next two runs log in, then find the token fresh
+    refresher.sandbox.clear_faults()
+    recovered_at = refresher.clock()
+    refresher.run()
+    refresher.run()
+
+    # Then exactly one Refresh Recovered, saying how long runs had failed (since the first one)
+    events = operators.received()
+    assert [event["detail-type"] for event in events] == ["Refresh Recovered"]
+    assert the_one(events, "Refresh Recovered")["reason"] == (
+        f"logged in; runs had failed for {int(recovered_at - START)} s"
+    )
 
 
 def test_the_first_success_after_a_told_failure_is_told_as_recovered(
@@ -132,11 +184,17 @@ def test_the_first_success_after_a_told_failure_is_told_as_recovered(
     summary = refresher.run()
     refresher.run()
 
-    # Then one Refresh Recovered names the new token; the failure record is gone
+    # Then one Refresh Recovered names the new token; the session secret holds no failure record
     detail = the_one(operators.received(), "Refresh Recovered")
     assert detail["fingerprint"] == fingerprint(refresher.access_token())
     assert detail["expiresAt"] == summary["expiresAt"]
-    assert "failingSince" not in refresher.secret_json(SESSION_ID)
+    assert set(refresher.secret_json(SESSION_ID)) == {
+        "accessToken",
+        "refreshToken",
+        "expiresAt",
+        "obtainedAt",
+        "credentialsVersion",
+    }
 
 
 def test_a_revoke_is_told_as_session_revoked(refresher: Refresher, operators: Operators) -> None:
@@ -194,19 +252,55 @@ def test_an_event_that_cannot_be_put_never_fails_the_run(
     monkeypatch.setitem(default_user_config["core"], "passthrough", {"services": ["events"]})
     monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", f"http://127.0.0.1:{closed_port}")
     refresher.app = load_function("refresher")
-    refresher.put_credentials(password=WRONG_PASSWORD)
     refresher.run()
-    refresher.put_credentials(password=SANDBOX_PASSWORD)
-    refresher.clock.advance(3600)
 
-    # When a run logs in and has a recovery to tell
-    summary = refresher.run()
+    # When a revoke logs in and has its Session Revoked to tell
+    summary = refresher.run("refresher-revoke.json")
 
     # Then the run succeeded and published its token; the lost event is logged and counted
     assert summary["action"] == "logged_in"
     assert refresher.sandbox.is_valid_access_token(refresher.access_token())
     assert refresher.metrics()["EventsNotSent"] == [1]
     assert any("EventBridge" in record["message"] for record in refresher.logs())
+
+
+def test_a_refresh_failed_eventbridge_refused_is_told_by_the_next_failing_run(
+    refresher: Refresher, operators: Operators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given EventBridge refuses the first entry the refresher puts (FailedEntryCount 1), and a
+    # KillB that cannot answer any login
+    refuse_next_put_events(monkeypatch)
+    refresher.sandbox.inject("login", ErrorResponse(503), times=20)
+    refresher.run()
+    assert refresher.metrics()["EventsNotSent"] == [1]
+    refresher.clock.advance(300)
+
+    # When the next scheduled run fails too, within the hour
+    refresher.run()
+
+    # Then its Refresh Failed is told: the refused one did not count as told
+    assert operators.detail_types() == ["Refresh Failed"]
+
+
+def refuse_next_put_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EventBridge answers the next PutEvents of a client built from now on with its one entry
+    refused, as it does under throttling or an internal failure."""
+    pending = [True]
+
+    def refuse(**_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        if not pending:
+            return None
+        pending.clear()
+        entry = {"ErrorCode": "InternalFailure", "ErrorMessage": "refused by the test"}
+        answer = {"FailedEntryCount": 1, "Entries": [entry]}
+        response = AWSResponse("https://test.invalid", 200, {}, None)  # type: ignore[arg-type]
+        return response, {**answer, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    # The refresher builds its events client from boto3's default session on its first event.
+    session = boto3.session.Session()
+    # A before-call handler's answer stands in for the call; the type stubs expect None of all.
+    session.events.register_first("before-call.events.PutEvents", refuse)  # type: ignore[arg-type]
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", session)
 
 
 def test_no_event_detail_holds_a_secret(refresher: Refresher, operators: Operators) -> None:

@@ -189,6 +189,32 @@ def test_session_written_by_hand_without_obtained_at_is_usable(
     assert (tokens.access_token, tokens.refresh_token, tokens.expires_at) == ("a", "r", 5)
 
 
+def test_session_of_an_older_version_with_failure_notice_times_reads_and_sheds_them(
+    client: SecretsManagerClient, store: TokenStore
+) -> None:
+    # Given a session an older refresher wrote, with when runs failed and operators were told
+    old = {
+        "accessToken": "access-store-1",
+        "refreshToken": "refresh-store-1",
+        "expiresAt": 1_800_003_600,
+        "obtainedAt": 1_800_000_000,
+        "credentialsVersion": "v-1",
+        "failingSince": 1_799_999_000,
+        "failureNotifiedAt": 1_799_999_000,
+    }
+    client.put_secret_value(SecretId=SESSION_ID, SecretString=json.dumps(old))
+
+    # When it is read and written back
+    session = store.read_session()
+    store.write_session(session)
+
+    # Then its tokens and version are read, and the notice times are no longer stored
+    assert session == Session(tokens=TOKENS, credentials_version="v-1")
+    assert json.loads(current(client, SESSION_ID)[0]) == {
+        key: value for key, value in old.items() if key not in ("failingSince", "failureNotifiedAt")
+    }
+
+
 def test_access_token_round_trips_with_its_api_key(
     client: SecretsManagerClient, store: TokenStore
 ) -> None:

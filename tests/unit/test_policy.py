@@ -41,7 +41,6 @@ from killb_broker.tokens import (
 )
 
 NOW = 1_800_000_000
-FAILURE_NOTICE = "session: failure notice"  # a session write of the notice's times only
 LOGGED_OUT = object()  # a scripted answer: KillB accepted the logout
 BASE_URL = "https://killb.example.test"
 SETTINGS = RefreshSettings(refresh_window=1800, login_backoff=900, base_url=BASE_URL)
@@ -64,6 +63,13 @@ def published(
     and confirmed at the moment KillB issued it."""
     tokens = token_set(name, expires_in=expires_in, now=now)
     return AccessToken.from_token_set(tokens, api_key, base_url=BASE_URL, checked_at=now)
+
+
+def recovery(name: str, reason: str, *, now: int = NOW) -> Notice:
+    """The Refresh Recovered candidate of a run that published token_set(name): the Notifier
+    sends it only after a failure it told of."""
+    tokens = token_set(name, now=now)
+    return Notice(DetailType.REFRESH_RECOVERED, reason, tokens.fingerprint, tokens.expires_at)
 
 
 @dataclass
@@ -90,12 +96,7 @@ class FakeStore:
     def write_session(self, session: Session) -> None:
         if self.failing_write == "session":
             raise SecretAccessDenied("PutSecretValue: access denied", secret_id="session")
-        # A write that changes nothing but when operators were told of failing runs is named
-        # apart: the tests of rule R5 check that the tokens, backoff and the rest stay as they were.
-        notice_only = dataclasses.replace(
-            session, failing_since=None, failure_notified_at=None
-        ) == dataclasses.replace(self.session, failing_since=None, failure_notified_at=None)
-        self.writes.append(FAILURE_NOTICE if notice_only else "session")
+        self.writes.append("session")
         self.session = session
 
     def write_access_token(self, token: AccessToken) -> None:
@@ -214,7 +215,9 @@ def test_no_session_logs_in_and_writes_session_then_access_token(
     assert store.writes == ["session", "access_token"]
     assert store.session == logged_in(token_set("a"))
     assert store.access_token == published("a")
-    assert outcome == Outcome(Action.LOGGED_IN, NOW + 3600, "logged in", (Event.LOGIN,))
+    assert outcome == Outcome(
+        Action.LOGGED_IN, NOW + 3600, "logged in", (Event.LOGIN,), (recovery("a", "logged in"),)
+    )
 
 
 def test_fresh_token_is_a_noop_without_killb_credentials_or_writes(
@@ -253,7 +256,13 @@ def test_token_is_refreshed_with_the_stored_refresh_token(
     assert killb.calls == [("refresh", "refresh-a")]
     assert store.session == logged_in(token_set("b", now=now))
     assert store.access_token == published("b", now=now)
-    assert outcome == Outcome(Action.REFRESHED, now + 3600, "refreshed", (Event.REFRESH,))
+    assert outcome == Outcome(
+        Action.REFRESHED,
+        now + 3600,
+        "refreshed",
+        (Event.REFRESH,),
+        (recovery("b", "refreshed", now=now),),
+    )
 
 
 def test_refresh_token_rejected_falls_back_to_login(store: FakeStore, killb: FakeKillB) -> None:
@@ -280,10 +289,9 @@ def test_credentials_not_configured_fail_without_a_killb_call_saying_what_is_wro
     # When the refresher runs
     outcome = run(store, killb)
 
-    # Then no KillB client is even built, nothing but the failure notice is written, and the
-    # reason says what is wrong
+    # Then no KillB client is even built, nothing is written, and the reason says what is wrong
     assert killb.api_keys == []
-    assert store.writes == [FAILURE_NOTICE]
+    assert store.writes == []
     assert outcome.summary() == {
         "action": "failed",
         "expiresAt": None,
@@ -302,15 +310,12 @@ def test_rejected_credentials_start_a_backoff_kept_in_the_session(
     # When the refresher runs
     outcome = run(store, killb, now=NOW + 2000)
 
-    # Then the session keeps its tokens and records the backoff (and the failure notice); the
-    # access token is untouched
-    assert store.writes == ["session", FAILURE_NOTICE]
+    # Then the session keeps its tokens and records the backoff; the access token is untouched
+    assert store.writes == ["session"]
     assert store.session == Session(
         tokens=token_set("a"),
         login_backoff=LoginBackoff(NOW + 2000, "v1"),
         credentials_version="v1",
-        failing_since=NOW + 2000,
-        failure_notified_at=NOW + 2000,
     )
     assert outcome.action is Action.FAILED
     assert outcome.events == (Event.REFRESH_REJECTED, Event.LOGIN_REJECTED)
@@ -319,12 +324,8 @@ def test_rejected_credentials_start_a_backoff_kept_in_the_session(
 def test_login_backoff_blocks_the_next_run_without_a_killb_call(
     store: FakeStore, killb: FakeKillB
 ) -> None:
-    # Given KillB rejected these credentials 100 s ago, and operators were told then
-    store.session = Session(
-        login_backoff=LoginBackoff(NOW - 100, "v1"),
-        failing_since=NOW - 100,
-        failure_notified_at=NOW - 100,
-    )
+    # Given KillB rejected these credentials 100 s ago
+    store.session = Session(login_backoff=LoginBackoff(NOW - 100, "v1"))
 
     # When the refresher runs again
     outcome = run(store, killb)
@@ -398,8 +399,8 @@ def test_killb_unavailable_fails_and_leaves_the_secrets_untouched(
     # When the refresher runs
     outcome = run(store, killb, now=NOW + 2000)
 
-    # Then it fails, says why, and writes nothing but the failure notice: the tokens stay
-    assert store.writes == [FAILURE_NOTICE]
+    # Then it fails, says why, and writes nothing: the tokens stay
+    assert store.writes == []
     assert store.session.tokens == token_set("a")
     assert store.access_token == published("a")
     assert outcome.action is Action.FAILED
@@ -418,7 +419,7 @@ def test_killb_refusing_the_login_otherwise_is_counted_as_refused_not_unavailabl
     outcome = run(store, killb)
 
     # Then it fails without starting a backoff, counted as a refusal
-    assert store.writes == [FAILURE_NOTICE]
+    assert store.writes == []
     assert store.session.login_backoff is None
     assert outcome.action is Action.FAILED
     assert "refused" in outcome.reason
@@ -449,9 +450,9 @@ def test_refresh_rejected_then_login_unavailable_reports_both(
     # When the refresher runs
     outcome = run(store, killb, now=NOW + 2000)
 
-    # Then both are counted, and nothing but the failure notice is written
+    # Then both are counted, and nothing is written
     assert outcome.events == (Event.REFRESH_REJECTED, Event.KILLB_UNAVAILABLE)
-    assert store.writes == [FAILURE_NOTICE]
+    assert store.writes == []
 
 
 def test_killb_client_carries_the_api_key_and_is_closed(store: FakeStore, killb: FakeKillB) -> None:
@@ -695,15 +696,10 @@ def test_rejected_refresh_that_killb_cannot_answer_keeps_the_tokens_and_counts_t
     # When the report arrives
     outcome = run(store, killb, request=rejected(token_set("a")))
 
-    # Then the tokens stay as they were; only the attempt's time (and the failure notice's) is
-    # written to the session
+    # Then the tokens stay as they were; only the attempt's time is written to the session
     assert outcome.action is Action.FAILED
     assert outcome.events == (Event.REJECTED_TOKEN_REFRESH, Event.KILLB_UNAVAILABLE)
-    assert store.session == dataclasses.replace(
-        logged_in(token_set("a"), rejected_refresh_at=NOW),
-        failing_since=NOW,
-        failure_notified_at=NOW,
-    )
+    assert store.session == logged_in(token_set("a"), rejected_refresh_at=NOW)
     assert store.access_token == published("a")
 
 
@@ -824,9 +820,7 @@ def test_revoke_inside_the_login_backoff_keeps_only_the_backoff(
 
     # Then no login is tried, the session is logged out, and the session keeps the backoff only
     assert killb.calls == [("logout", "access-a")]
-    assert store.session == Session(
-        login_backoff=backoff, failing_since=NOW, failure_notified_at=NOW
-    )
+    assert store.session == Session(login_backoff=backoff)
     assert store.access_token is None
     assert outcome.action is Action.FAILED
     assert "login backoff" in outcome.reason
@@ -1126,7 +1120,10 @@ def test_check_refused_is_handled_as_a_rejected_report(store: FakeStore, killb: 
         Event.REFRESH,
     )
     assert store.session.rejected_refresh_at == NOW + 601
-    assert [n.detail_type for n in outcome.notices] == [DetailType.TOKEN_REJECTED]
+    assert [n.detail_type for n in outcome.notices] == [
+        DetailType.TOKEN_REJECTED,
+        DetailType.REFRESH_RECOVERED,
+    ]
     assert outcome.notices[0].fingerprint == token_set("a").fingerprint
 
 
@@ -1170,65 +1167,44 @@ def test_only_a_scheduled_run_with_the_check_on_asks_killb(
 # Telling operators: the notices a run returns
 
 
-def test_first_failure_is_told_and_recorded(store: FakeStore, killb: FakeKillB) -> None:
-    # Given a stale session, and a KillB that cannot answer
-    store.publish(token_set("a"))
-    killb.answers = [KillBUnavailable("down", status=503)]
-
-    # When the refresher runs
-    outcome = run(store, killb, now=NOW + 2000)
-
-    # Then one Refresh Failed about the token still in service, and the session records it
-    assert outcome.notices == (
-        Notice(
-            DetailType.REFRESH_FAILED,
-            outcome.reason,
-            token_set("a").fingerprint,
-            NOW + 3600,
-        ),
-    )
-    assert (store.session.failing_since, store.session.failure_notified_at) == (
-        NOW + 2000,
-        NOW + 2000,
-    )
-
-
-def test_failures_are_told_at_most_once_an_hour(store: FakeStore, killb: FakeKillB) -> None:
-    # Given no session, and a KillB that cannot answer for two hours
-    told = []
-
-    # When the refresher runs every 5 minutes
-    for minute in range(0, 120, 5):
-        killb.answers = [KillBUnavailable("down", status=503)]
-        outcome = run(store, killb, now=NOW + minute * 60)
-        told += [minute for n in outcome.notices if n.detail_type is DetailType.REFRESH_FAILED]
-
-    # Then operators were told twice: at once, and an hour later
-    assert told == [0, 60]
-    assert store.session.failing_since == NOW
-
-
-def test_first_success_after_a_told_failure_is_told_as_recovered(
+def test_every_run_that_gets_no_token_yields_refresh_failed_and_writes_nothing(
     store: FakeStore, killb: FakeKillB
 ) -> None:
-    # Given runs failing since 900 s ago, operators told then
-    store.session = Session(failing_since=NOW - 900, failure_notified_at=NOW - 900)
+    # Given a stale session, and a KillB that cannot answer two runs 5 minutes apart
+    store.publish(token_set("a"))
+    killb.answers = [KillBUnavailable("down", status=503), KillBUnavailable("down", status=503)]
+
+    # When the refresher runs twice
+    outcomes = [run(store, killb, now=NOW + 2000), run(store, killb, now=NOW + 2300)]
+
+    # Then each yields a Refresh Failed about the token still in service (the Notifier keeps
+    # them to one an hour), and no secret is written for them
+    assert [outcome.notices for outcome in outcomes] == [
+        (Notice(DetailType.REFRESH_FAILED, o.reason, token_set("a").fingerprint, NOW + 3600),)
+        for o in outcomes
+    ]
+    assert store.writes == []
+
+
+def test_every_run_that_gets_a_token_yields_a_recovery_candidate(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given no session, and a KillB that logs in
     killb.answers = [token_set("a")]
 
-    # When a run logs in
+    # When the refresher runs
     outcome = run(store, killb)
 
-    # Then Refresh Recovered names the new token, and the failure record is gone
+    # Then a Refresh Recovered candidate names the new token with the run's reason (the
+    # Notifier sends it only after a failure it told)
     assert outcome.notices == (
         Notice(
             DetailType.REFRESH_RECOVERED,
-            "logged in; runs had failed for 900 s",
+            "logged in",
             token_set("a").fingerprint,
             NOW + 3600,
         ),
     )
-    assert store.session.failing_since is None
-    assert store.session.failure_notified_at is None
 
 
 def test_rejected_credentials_are_told(store: FakeStore, killb: FakeKillB) -> None:
@@ -1253,7 +1229,8 @@ def test_revoke_is_told_about_the_revoked_token(store: FakeStore, killb: FakeKil
     # When revoke arrives
     outcome = run(store, killb, request=Request(revoke=True))
 
-    # Then one Session Revoked names the revoked token
+    # Then one Session Revoked names the revoked token (beside the new token's recovery
+    # candidate)
     assert outcome.notices == (
         Notice(
             DetailType.SESSION_REVOKED,
@@ -1261,6 +1238,7 @@ def test_revoke_is_told_about_the_revoked_token(store: FakeStore, killb: FakeKil
             token_set("a").fingerprint,
             NOW + 3600,
         ),
+        recovery("b", outcome.reason),
     )
 
 

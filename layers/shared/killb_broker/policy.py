@@ -4,10 +4,10 @@ functions.
 
 Pure: it reaches KillB and Secrets Manager only through the two small interfaces below, and
 takes the time as an argument. It does not send the events operators are told of: it returns
-them in its Outcome (as Notices), and the handler sends them (killb_broker.notifications). What
-must hold across invocations (the login backoff, the credentials version a session was logged in
-with, the last rejected-token refresh, when operators were last told of failing runs) lives in
-the session secret.
+them in its Outcome (as Notices), and the handler sends them (killb_broker.notifications, which
+also keeps "Refresh Failed" to one an hour, so a failing run writes no secret). What must hold
+across invocations (the login backoff, the credentials version a session was logged in with, the
+last rejected-token refresh) lives in the session secret.
 """
 
 from __future__ import annotations
@@ -44,8 +44,6 @@ from killb_broker.tokens import (
 # A report of a rejected token forces at most one refresh this often: a KillB that refuses every
 # new token too gets one refresh a minute, not one per report.
 REJECTED_REFRESH_INTERVAL = 60
-# While runs keep failing to get a token, operators are told at most this often.
-FAILURE_NOTICE_INTERVAL = 3600
 
 
 class SecretStore(Protocol):
@@ -272,7 +270,7 @@ def keep_fresh(
         outcome = _refresh_as_needed(
             store, connect, session, now=now, trigger=trigger, settings=settings
         )
-    return _with_notices(store, session, outcome, now=now)
+    return _with_notices(session, outcome)
 
 
 def _refresh_as_needed(
@@ -706,15 +704,9 @@ def _fresh_login(
 
 def _clear_tokens(store: SecretStore) -> None:
     """No token in either secret: the broker answers 503 and /v1/health says missing. The
-    session secret keeps only what the login backoff and the failure notices need."""
+    session secret keeps only what the login backoff needs."""
     latest = store.read_session()
-    store.write_session(
-        Session(
-            login_backoff=latest.login_backoff,
-            failing_since=latest.failing_since,
-            failure_notified_at=latest.failure_notified_at,
-        )
-    )
+    store.write_session(Session(login_backoff=latest.login_backoff))
     store.clear_access_token()
 
 
@@ -725,12 +717,10 @@ def _publish(
     credentials: Credentials,
     settings: RefreshSettings,
 ) -> None:
-    """Session first (the new tokens, the backoff and any failure cleared, the session's other
-    fields kept), then the access token the broker reads, with the KillB root it belongs to and
+    """Session first (the new tokens, the backoff cleared, the session's other fields kept),
+    then the access token the broker reads, with the KillB root it belongs to and
     the moment KillB issued it (a new token counts as confirmed)."""
-    published = dataclasses.replace(
-        session, tokens=tokens, login_backoff=None, failing_since=None, failure_notified_at=None
-    )
+    published = dataclasses.replace(session, tokens=tokens, login_backoff=None)
     try:
         store.write_session(published)
     except StoreError:
@@ -756,10 +746,12 @@ def _publish(
 # Telling operators
 
 
-def _with_notices(store: SecretStore, session: Session, outcome: Outcome, *, now: float) -> Outcome:
-    """The events operators are told of, read off what the run did. Each is about one token:
+def _with_notices(session: Session, outcome: Outcome) -> Outcome:
+    """The events operators may be told of, read off what the run did. Each is about one token:
     the one revoked, refused or still in service (from the session the run began with), or for
-    a recovery the one just published."""
+    a recovery the one just published. Every run that needed a token and got none yields a
+    Refresh Failed, every run that got one a Refresh Recovered candidate: the Notifier
+    (killb_broker.notifications) decides which of those two go out."""
     old = session.tokens
     about_old = (old.fingerprint, old.expires_at) if old else (None, None)
     happened = set(outcome.events)
@@ -773,46 +765,18 @@ def _with_notices(store: SecretStore, session: Session, outcome: Outcome, *, now
         if event in happened
     ]
     if outcome.action in (Action.REFRESHED, Action.LOGGED_IN):
-        if session.failure_notified_at is not None:
-            since = session.failing_since or session.failure_notified_at
-            notices.append(
-                Notice(
-                    DetailType.REFRESH_RECOVERED,
-                    f"{outcome.reason}; runs had failed for {int(now - since)} s",
-                    outcome.fingerprint,
-                    outcome.expires_at,
-                )
+        notices.append(
+            Notice(
+                DetailType.REFRESH_RECOVERED,
+                outcome.reason,
+                outcome.fingerprint,
+                outcome.expires_at,
             )
-    elif (
-        outcome.action is Action.FAILED
-        and Event.REJECTED_TOO_SOON not in happened
-        and _failure_recorded(store, session, now)
-    ):
+        )
+    elif outcome.action is Action.FAILED and Event.REJECTED_TOO_SOON not in happened:
         # A run that needed a token and got none; the token still in service, if any.
         in_service = old.fingerprint if old and outcome.expires_at is not None else None
         notices.append(
             Notice(DetailType.REFRESH_FAILED, outcome.reason, in_service, outcome.expires_at)
         )
     return dataclasses.replace(outcome, notices=tuple(notices)) if notices else outcome
-
-
-def _failure_recorded(store: SecretStore, session: Session, now: float) -> bool:
-    """True when operators are to be told of this failure: none was told within the last
-    FAILURE_NOTICE_INTERVAL, and the session secret now records this one (so the next failing
-    run within the hour stays quiet). Only the notice's times are written, never the tokens."""
-    last = session.failure_notified_at
-    if last is not None and 0 <= now - last < FAILURE_NOTICE_INTERVAL:
-        return False
-    try:
-        latest = store.read_session()
-        since = latest.failing_since if latest.failing_since is not None else int(now)
-        store.write_session(
-            dataclasses.replace(latest, failing_since=since, failure_notified_at=int(now))
-        )
-    except StoreError as error:
-        logger.warning(
-            "Could not record the failure notice: operators are not told of this run",
-            extra={"secret_id": error.secret_id},
-        )
-        return False
-    return True

@@ -207,13 +207,12 @@ def session_from_json(secret_string: str | None) -> Session:
         )
         if rejected_at is not None and version is not None:
             login_backoff = LoginBackoff(rejected_at=rejected_at, credentials_version=version)
+    # Keys it does not read are ignored: an older session's failingSince and failureNotifiedAt.
     return Session(
         tokens=tokens,
         login_backoff=login_backoff,
         credentials_version=_text(value.get("credentialsVersion")),
         rejected_refresh_at=_whole(value.get("rejectedRefreshAt")),
-        failing_since=_whole(value.get("failingSince")),
-        failure_notified_at=_whole(value.get("failureNotifiedAt")),
     )
 
 
@@ -230,10 +229,6 @@ def session_to_json(session: Session) -> str:
         value["credentialsVersion"] = session.credentials_version
     if session.rejected_refresh_at is not None:
         value["rejectedRefreshAt"] = session.rejected_refresh_at
-    if session.failing_since is not None:
-        value["failingSince"] = session.failing_since
-    if session.failure_notified_at is not None:
-        value["failureNotifiedAt"] = session.failure_notified_at
     if session.login_backoff is not None:
         value["loginBackoff"] = {
             "rejectedAt": session.login_backoff.rejected_at,

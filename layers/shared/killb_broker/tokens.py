@@ -164,14 +164,10 @@ class Session:
 
     credentials_version is the credentials secret's version the tokens were logged in with (a
     login with another version logs this session out); rejected_refresh_at is when a report of a
-    rejected token last forced a refresh (at most one such refresh a minute); failing_since and
-    failure_notified_at are when runs began failing to get a token, and when operators were last
-    told so (at most one "Refresh Failed" event an hour).
+    rejected token last forced a refresh (at most one such refresh a minute).
     """
 
     tokens: TokenSet | None = None
     login_backoff: LoginBackoff | None = None
     credentials_version: str | None = None
     rejected_refresh_at: int | None = None
-    failing_since: int | None = None
-    failure_notified_at: int | None = None
