@@ -32,6 +32,7 @@ STORE = TokenStore(
     credentials_secret_id=CONFIG.credentials_secret_id,
     session_secret_id=CONFIG.session_secret_id,
     access_token_secret_id=CONFIG.access_token_secret_id,
+    replica_regions=CONFIG.replica_regions,
 )
 SETTINGS = RefreshSettings(
     refresh_window=CONFIG.refresh_window_seconds,

@@ -288,3 +288,30 @@ def test_samconfig_has_a_replica_environment_that_never_sets_promoted() -> None:
     assert 'PrimaryRegion="' in deploy["parameter_overrides"]
     assert 'PrimaryKeyId="' in deploy["parameter_overrides"]
     assert "Promoted" not in deploy["parameter_overrides"]
+
+
+def refresher_variables(stack: Stack) -> dict[str, Any]:
+    variables: dict[str, Any] = resolved(stack, "RefresherFunction", "Environment", "Variables")
+    return variables
+
+
+def test_a_primarys_refresher_asks_its_replica_regions_whether_one_was_promoted(
+    primary: Stack,
+) -> None:
+    # Given a primary replicating to another region, Then its refresher knows which regions to
+    # ask, and may read the session secret's metadata there (no value)
+    assert refresher_variables(primary)["REPLICA_REGIONS"] == REPLICA_REGION
+    grants = primary.identity_policies("RefresherRole")[0]["Statement"]
+    (describe,) = [s for s in grants if s["Action"] == "secretsmanager:DescribeSecret"]
+    assert describe["Resource"] == (
+        f"arn:aws:secretsmanager:*:{ACCOUNT_ID}:secret:{STACK_NAME}/session-??????"
+    )
+
+
+@pytest.mark.parametrize("stack_name", ["replica", "promoted"])
+def test_a_replica_stacks_refresher_asks_no_region(
+    stack_name: str, request: pytest.FixtureRequest
+) -> None:
+    # Given a replica stack, promoted or not, Then its refresher has no replica region to ask
+    stack: Stack = request.getfixturevalue(stack_name)
+    assert refresher_variables(stack)["REPLICA_REGIONS"] == ""

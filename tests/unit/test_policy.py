@@ -82,6 +82,7 @@ class FakeStore:
     writes: list[str] = field(default_factory=list)
     credentials_reads: int = 0
     failing_write: str | None = None
+    promoted_region: str | None = None  # a replica region promoted to primary
 
     def read_credentials(self) -> Credentials | NotConfigured:
         self.credentials_reads += 1
@@ -104,6 +105,9 @@ class FakeStore:
             raise SecretAccessDenied("PutSecretValue: access denied", secret_id="access-token")
         self.writes.append("access_token")
         self.access_token = token
+
+    def superseded_by(self) -> str | None:
+        return self.promoted_region
 
     def clear_access_token(self) -> None:
         if self.failing_write == "access_token":
@@ -1267,3 +1271,28 @@ def test_notice_detail_has_exactly_the_fixed_shape() -> None:
         "fingerprint": "0123456789ab",
         "expiresAt": NOW,
     }
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [Request(), Request(force=True), Request(revoke=True)],
+    ids=["scheduled", "forced", "revoke"],
+)
+def test_a_stack_whose_replica_region_was_promoted_calls_killb_no_more(
+    store: FakeStore, killb: FakeKillB, request_: Request
+) -> None:
+    # Given a stale session, and the replica in eu-west-1 promoted to primary while this
+    # region was out of reach
+    store.publish(token_set("a", expires_in=600))
+    store.writes.clear()
+    store.promoted_region = "eu-west-1"
+
+    # When any run arrives, a revoke included
+    outcome = run(store, killb, request=request_)
+
+    # Then it makes no KillB call and writes nothing: no token is minted here any more
+    assert killb.calls == []
+    assert store.writes == []
+    assert outcome.action is Action.FAILED
+    assert outcome.reason.startswith("superseded: the replica in eu-west-1 was promoted")
+    assert outcome.events == (Event.SUPERSEDED,)

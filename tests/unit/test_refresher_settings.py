@@ -49,3 +49,26 @@ def test_a_malformed_stack_name_fails_naming_it(raw: str) -> None:
     with pytest.raises(ConfigurationError) as raised:
         config(STACK_NAME=raw)
     assert raised.value.variable == "STACK_NAME"
+
+
+@pytest.mark.parametrize(
+    ("raw", "regions"),
+    [
+        ("", ()),
+        ("eu-west-1", ("eu-west-1",)),
+        (" eu-west-1, ap-southeast-2 ", ("eu-west-1", "ap-southeast-2")),
+    ],
+)
+def test_replica_regions_are_a_comma_separated_list_of_region_names(
+    raw: str, regions: tuple[str, ...]
+) -> None:
+    assert config(REPLICA_REGIONS=raw).replica_regions == regions
+
+
+@pytest.mark.parametrize(
+    "raw", ["Europe", "eu-west-1;us-east-1", "arn:aws:secretsmanager:eu-west-1"]
+)
+def test_a_malformed_replica_regions_fails_naming_it(raw: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        config(REPLICA_REGIONS=raw)
+    assert raised.value.variable == "REPLICA_REGIONS"

@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 
 
 def secretsmanager_client(
-    *, connect_timeout: float = 3, read_timeout: float = 5, max_attempts: int = 5
+    *,
+    connect_timeout: float = 3,
+    read_timeout: float = 5,
+    max_attempts: int = 5,
+    region_name: str | None = None,
 ) -> SecretsManagerClient:
     """A Secrets Manager client whose throttling and transient errors botocore retries itself.
 
@@ -41,7 +45,9 @@ def secretsmanager_client(
     endpoint_url = None
     if not os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER"):
         endpoint_url = os.environ.get("AWS_ENDPOINT_URL_SECRETSMANAGER") or None
-    return boto3.client("secretsmanager", config=config, endpoint_url=endpoint_url)
+    return boto3.client(
+        "secretsmanager", config=config, endpoint_url=endpoint_url, region_name=region_name
+    )
 
 
 # Secrets Manager's answers that mean "try again soon": nothing is wrong with the secret or the

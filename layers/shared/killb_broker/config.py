@@ -20,6 +20,8 @@ LOOPBACK_NAMES = frozenset({"localhost"})
 DOCKER_HOST_NAME = "host.docker.internal"
 DEFAULT_STACK_NAME = "killb-broker"
 STACK_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
+# An AWS region name: us-east-1, eu-west-1, ap-southeast-2, us-gov-west-1, cn-north-1.
+REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 
 
 def is_sam_local(environ: Mapping[str, str]) -> bool:
@@ -129,6 +131,9 @@ class RefresherConfig:
     token_check_seconds: int = 1800
     # The stack's name, in the detail of every event the refresher puts on EventBridge.
     stack_name: str = DEFAULT_STACK_NAME
+    # The regions the secrets replicate to (a primary stack's ReplicaRegions): before it calls
+    # KillB, the refresher checks that none of them was promoted to primary.
+    replica_regions: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RefresherConfig:
@@ -149,7 +154,17 @@ class RefresherConfig:
             killb_timeout_seconds=_seconds(environ, "KILLB_TIMEOUT_SECONDS", 10, 1, 60),
             token_check_seconds=_seconds(environ, "TOKEN_CHECK_SECONDS", 1800, 0, 86400),
             stack_name=_stack_name(environ),
+            replica_regions=_regions(environ, "REPLICA_REGIONS"),
         )
+
+
+def _regions(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of AWS region names (us-east-1, eu-west-1, ...); empty: none."""
+    regions = tuple(part.strip() for part in environ.get(name, "").split(",") if part.strip())
+    for region in regions:
+        if not REGION_PATTERN.fullmatch(region):
+            raise ConfigurationError(name, "must be comma-separated AWS region names")
+    return regions
 
 
 def _stack_name(environ: Mapping[str, str]) -> str:

@@ -55,6 +55,7 @@ class SecretStore(Protocol):
     def write_session(self, session: Session) -> None: ...
     def write_access_token(self, token: AccessToken) -> None: ...
     def clear_access_token(self) -> None: ...
+    def superseded_by(self) -> str | None: ...
 
 
 class KillB(Protocol):
@@ -94,6 +95,7 @@ class Event(StrEnum):
     REVOCATION = "Revocations"
     LOGOUT = "Logouts"
     LOGOUT_FAILED = "LogoutFailed"
+    SUPERSEDED = "Superseded"  # a replica region was promoted: this stack calls KillB no more
     TOKEN_CHECK = "TokenChecks"  # noqa: S105 - a metric's name
     TOKEN_CHECK_REFUSED = "TokenCheckRefused"  # noqa: S105 - a metric's name
     TOKEN_CHECK_UNANSWERED = "TokenCheckUnanswered"  # noqa: S105 - a metric's name
@@ -255,6 +257,8 @@ def keep_fresh(
     tokens = session.tokens
     if request.invalid is not None:
         return Outcome(Action.FAILED, tokens.expires_at if tokens else None, request.invalid)
+    if (promoted := store.superseded_by()) is not None:
+        return _superseded(promoted, tokens)
     if request.revoke:
         outcome = _revoke(store, connect, session, now=now, settings=settings)
     else:
@@ -318,6 +322,24 @@ def _remember_rejected_attempt(store: SecretStore, session: Session) -> None:
         store.write_session(session)
     except StoreError:
         logger.warning("Could not record the rejected-token refresh attempt")
+
+
+def _superseded(promoted: str, tokens: TokenSet | None) -> Outcome:
+    """A replica region was promoted while this one was out of reach: it is the primary now,
+    and this stack calls KillB no more (no refresh, login, check or logout), so no token is
+    minted here any longer. Failing back makes this region a replica again (docs/deploy.md,
+    "Several regions")."""
+    logger.error(
+        "This stack was superseded: a replica region was promoted to primary; no KillB call",
+        extra={"promoted_region": promoted},
+    )
+    return Outcome(
+        Action.FAILED,
+        tokens.expires_at if tokens else None,
+        f"superseded: the replica in {promoted} was promoted to primary; this stack no longer "
+        "refreshes (fail back to make it a replica again)",
+        (Event.SUPERSEDED,),
+    )
 
 
 def _too_soon(session: Session, now: float) -> Outcome | None:

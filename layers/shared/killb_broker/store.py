@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from killb_broker.aws import mapped_errors
+from killb_broker.aws import mapped_errors, secretsmanager_client
+from killb_broker.errors import StoreError
+from killb_broker.observability import logger
 from killb_broker.tokens import (
     AccessToken,
     Credentials,
@@ -53,11 +55,18 @@ class TokenStore:
         credentials_secret_id: str,
         session_secret_id: str,
         access_token_secret_id: str,
+        replica_regions: Sequence[str] = (),
+        connect_region: Callable[[str], SecretsManagerClient] | None = None,
     ) -> None:
+        """replica_regions: where the secrets replicate to (a primary stack's ReplicaRegions);
+        connect_region builds a client for one of them (default: the layer's client there)."""
         self._client = client
         self.credentials_secret_id = credentials_secret_id
         self.session_secret_id = session_secret_id
         self.access_token_secret_id = access_token_secret_id
+        self.replica_regions = tuple(replica_regions)
+        self._connect_region = connect_region or _client_in
+        self._regional: dict[str, SecretsManagerClient] = {}
 
     def __repr__(self) -> str:
         return (
@@ -88,6 +97,33 @@ class TokenStore:
     def clear_access_token(self) -> None:
         """The placeholder that means "no token": the broker answers 503 and health missing."""
         self._put(self.access_token_secret_id, NO_TOKEN)
+
+    def superseded_by(self) -> str | None:
+        """The replica region that was promoted to primary, if any: there the session secret
+        no longer replicates from this region (the promotion stopped its replication), so this
+        stack must not call KillB any more, or two regions would mint tokens. None when every
+        replica still follows this region, and when one cannot be asked (its region is down,
+        the replica not made yet): a replica region's trouble never stops the primary."""
+        own_region = self._client.meta.region_name
+        for region in self.replica_regions:
+            secret_id = _in_region(self.session_secret_id, own_region, region)
+            try:
+                with mapped_errors("DescribeSecret", secret_id):
+                    answer = self._regional_client(region).describe_secret(SecretId=secret_id)
+            except StoreError as error:
+                logger.info(
+                    "Could not ask a replica region whether it was promoted",
+                    extra={"region": region, "error": str(error)},
+                )
+                continue
+            if answer.get("PrimaryRegion") != own_region:
+                return region
+        return None
+
+    def _regional_client(self, region: str) -> SecretsManagerClient:
+        if region not in self._regional:
+            self._regional[region] = self._connect_region(region)
+        return self._regional[region]
 
     def _get(self, secret_id: str) -> tuple[str | None, str]:
         with mapped_errors("GetSecretValue", secret_id):
@@ -274,3 +310,18 @@ def access_token_from_json(secret_string: str | None) -> AccessToken | None:
         base_url=base_url if is_visible_ascii(base_url) else None,
         checked_at=checked_at if type(checked_at) is int and checked_at >= 0 else None,
     )
+
+
+def _client_in(region: str) -> SecretsManagerClient:
+    # Quick to give up: a replica region that does not answer is no reason to hold up the run.
+    return secretsmanager_client(
+        connect_timeout=2, read_timeout=3, max_attempts=2, region_name=region
+    )
+
+
+def _in_region(secret_id: str, own_region: str, region: str) -> str:
+    """The same secret's id in another region: a name is the same everywhere; an ARN differs
+    only in its region."""
+    if not secret_id.startswith("arn:"):
+        return secret_id
+    return secret_id.replace(f":secretsmanager:{own_region}:", f":secretsmanager:{region}:", 1)
