@@ -336,7 +336,9 @@ class InProcessLambda:
         self._simulation = simulation
 
     def __call__(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
-        function = unquote(str(params.get("url_path", "")))
+        # The URL path is /2015-03-31/functions/<name or ARN>/invocations.
+        function = unquote(str(params.get("url_path", ""))).split("/functions/")[-1]
+        function = function.removesuffix("/invocations")
         region = self._simulation.region_of_function(function)
         if region.lost:
             raise EndpointConnectionError(
@@ -795,7 +797,10 @@ def create_secrets(scenario: Scenario) -> None:
         (SECRET_IDS["SESSION_SECRET_ID"], "{}"),
         (SECRET_IDS["ACCESS_TOKEN_SECRET_ID"], "{}"),
     ):
-        secrets.create_secret(Name=secret_id, SecretString=value, AddReplicaRegions=replicas)
+        if replicas:
+            secrets.create_secret(Name=secret_id, SecretString=value, AddReplicaRegions=replicas)
+        else:
+            secrets.create_secret(Name=secret_id, SecretString=value)
 
 
 @contextlib.contextmanager
