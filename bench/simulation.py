@@ -923,12 +923,17 @@ def main() -> None:
     for report in (two, one):
         for line in report.lines():
             print(line)
+    # Callers listing the old primary alone stay unserved after it returns too: superseded, it
+    # mints nothing until an operator fails back, which the week does not play.
     print(
         f"Region loss week, served with a token KillB accepts: {two.served_share:.3%} by callers "
-        f"listing two brokers (goal >= 99.9%), {one.served_share:.3%} by callers listing one; "
-        f"first token from the new primary {_seconds(two.first_token_from_new_primary)} after "
-        f"the loss; requests served a token the lost primary minted after the promotion: "
-        f"{two.served_minted_by_lost_primary} (goal 0)"
+        f"listing two brokers (goal >= 99.9%); during the two-hour loss "
+        f"{_share(two.served_in_region_loss, two.requests_in_region_loss):.1%} of them, and "
+        f"{_share(one.served_in_region_loss, one.requests_in_region_loss):.1%} of callers listing "
+        f"the primary alone; first token from the new primary "
+        f"{_seconds(two.first_token_from_new_primary)} after the loss; requests served a token "
+        f"the lost primary minted after the promotion: {two.served_minted_by_lost_primary} "
+        f"(goal 0)"
     )
 
 
