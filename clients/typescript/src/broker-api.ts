@@ -12,10 +12,12 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * The headers a KillB request needs, with a token valid for at least minTtl.
-         * @description `x-api-key` is there only when the KillB account has an API key. When the token in hand
-         *     has less than `minTtl` left, the broker reads the secret again, then asks the refresher
-         *     once, before answering 503.
+         * The headers a KillB request needs, with a token valid for more than minTtl.
+         * @description `x-api-key` is there only when the KillB account has an API key. A token is handed out
+         *     only with more than `minTtl` whole seconds left (the rule by which `/v1/health` says
+         *     `ok` at the default minTtl). When the token in hand has `minTtl` or less left, the broker
+         *     reads the secret again, then asks the refresher once, before answering 503. A broker
+         *     with no refresher configured says so in the 503's message.
          *
          *     `killbBaseUrl` is the KillB API root the token was issued by (the refresher's
          *     `KILLB_BASE_URL`): send the token there and nowhere else, so that a sandbox token never
@@ -82,7 +84,7 @@ export interface components {
                 "x-api-key"?: string;
             };
             expiresAt: components["schemas"]["Rfc3339Utc"];
-            /** @description Whole seconds the token is still valid for, at least minTtl. */
+            /** @description Whole seconds the token is still valid for, more than minTtl. */
             expiresIn: number;
             /**
              * @description The KillB API root this token belongs to; absent for a token published before the broker knew it.
@@ -100,7 +102,7 @@ export interface components {
              * Format: date-time
              * @description When KillB last confirmed the token in hand; null when unknown.
              */
-            checkedAt?: string | null;
+            checkedAt: string | null;
         };
         /**
          * Format: date-time
@@ -271,7 +273,7 @@ export interface components {
         };
     };
     parameters: {
-        /** @description Whole seconds the token must still be valid for. */
+        /** @description Whole seconds the token must still be valid for (a token is handed out only with more than this left). */
         MinTtl: number;
         /**
          * @description The fingerprint of a token KillB refused: the first 12 hex digits (lowercase) of the
@@ -301,7 +303,7 @@ export interface operations {
     getAuthHeaders: {
         parameters: {
             query?: {
-                /** @description Whole seconds the token must still be valid for. */
+                /** @description Whole seconds the token must still be valid for (a token is handed out only with more than this left). */
                 minTtl?: components["parameters"]["MinTtl"];
                 /**
                  * @description The fingerprint of a token KillB refused: the first 12 hex digits (lowercase) of the
