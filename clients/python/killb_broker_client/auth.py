@@ -20,6 +20,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -87,6 +88,8 @@ class IssuedHeaders:
     headers: dict[str, str] = field(repr=False)
     fingerprint: str
     use_until: float
+    # Where KillB is for this token (the broker's killbBaseUrl); None from a broker that names none.
+    killb_base_url: str | None = None
 
     def usable(self) -> bool:
         return time.monotonic() < self.use_until
@@ -124,7 +127,7 @@ class BrokerAuth(AuthBase):
 
     def __init__(
         self,
-        api_url: str,
+        api_url: str | Sequence[str],
         *,
         min_ttl: int = 300,
         region: str | None = None,
@@ -137,6 +140,12 @@ class BrokerAuth(AuthBase):
             raise ValueError(f"min_ttl must be a whole number of seconds from 0 to {MIN_TTL_LIMIT}")
         if retries < 0 or max_retry_after < 0:
             raise ValueError("retries and max_retry_after must not be negative")
+        if not isinstance(api_url, str):
+            # The list form is the interface of failover across several brokers; until that
+            # lands, exactly one URL is accepted in it.
+            if len(api_url) != 1:
+                raise ValueError("one broker URL only: failover across several is not built yet")
+            api_url = api_url[0]
         self.api_url = broker_base_url(api_url)
         self.min_ttl = min_ttl
         self.retries = retries
@@ -170,9 +179,14 @@ class BrokerAuth(AuthBase):
         rejected: the fingerprint of a token KillB refused. Cached headers holding it are
         dropped and the broker is told, so it hands out another token.
         """
+        return dict(self.issued(rejected=rejected).headers)
+
+    def issued(self, *, rejected: str | None = None) -> IssuedHeaders:
+        """The broker's whole current answer (headers, how long they serve, killbBaseUrl), from
+        cache or the broker; rejected as for headers()."""
         if rejected is not None:
             self._reject(check_fingerprint(rejected))
-        return dict(self._current().headers)
+        return self._current()
 
     def health(self) -> BrokerHealth:
         """The broker's GET /v1/health (no token in it), signed as the header fetch is."""
@@ -293,8 +307,10 @@ class BrokerAuth(AuthBase):
     def _issued_from(self, response: requests.Response, sent_at: float) -> IssuedHeaders:
         body = _json_object(response)
         headers, expires_in = body.get("headers"), body.get("expiresIn")
+        killb_base_url = body.get("killbBaseUrl")
         if (
-            not isinstance(headers, dict)
+            not (killb_base_url is None or isinstance(killb_base_url, str))
+            or not isinstance(headers, dict)
             or not all(isinstance(v, str) for v in headers.values())
             or "Authorization" not in headers
             or type(expires_in) is not int
@@ -312,6 +328,7 @@ class BrokerAuth(AuthBase):
             headers=headers,
             fingerprint=token_fingerprint,
             use_until=sent_at + expires_in - self.min_ttl,
+            killb_base_url=killb_base_url,
         )
 
 

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from killb_broker_client import proxy_cli
 from killb_broker_client.auth import MIN_TTL_LIMIT, BrokerAuth, check_fingerprint
 from killb_broker_client.errors import BrokerClientError, BrokerUnavailable
 from killb_broker_client.signing import RegionNotFound
@@ -104,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=HEALTH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    proxy_cli.add_parser(commands)
     return cli
 
 
@@ -125,6 +127,8 @@ def render(headers: dict[str, str], output_format: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     cli = parser()
     arguments = cli.parse_args(argv)
+    if arguments.command == "proxy":
+        return proxy_cli.run(arguments)
     if not arguments.api_url:
         cli.error(f"--api-url or ${URL_VARIABLE} is required")
     try:

@@ -1,0 +1,136 @@
+"""`killb-broker proxy`: its arguments, its logging, and its start. The server itself (aiohttp)
+is imported only when the command runs, so `killb-broker headers` starts as fast as before."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from killb_broker_client.auth import BrokerAuth
+from killb_broker_client.signing import RegionNotFound, is_loopback
+
+logger = logging.getLogger("killb_broker_client.proxy")
+
+DEFAULT_LISTEN = "127.0.0.1:8787"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """HOST:PORT, with an IPv6 host in brackets ([::1]:8787)."""
+    host, separator, port_text = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not separator or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise argparse.ArgumentTypeError("must be HOST:PORT, e.g. 127.0.0.1:8787 or [::1]:8787")
+    return host, int(port_text)
+
+
+def add_parser(commands: Any) -> None:
+    """The `proxy` subcommand of `killb-broker` (commands: argparse's subparsers)."""
+    proxy = commands.add_parser(
+        "proxy",
+        help="serve KillB on a local port, with the broker's headers on every request",
+        description=(
+            "Forward METHOD /path?query to {killbBaseUrl}/path?query with the broker's current "
+            "KillB headers (replacing any Authorization, x-api-key or Cookie), and stream the "
+            "answer back. GET /_broker/health answers the broker's /v1/health."
+        ),
+    )
+    proxy.add_argument(
+        "--listen",
+        type=parse_listen,
+        metavar="HOST:PORT",
+        help=f"where to listen (default: {DEFAULT_LISTEN}); a host beyond loopback warns",
+    )
+    proxy.add_argument(
+        "--broker-url",
+        action="extend",
+        nargs="+",
+        metavar="URL",
+        help="the broker API's URL, stage included; several for failover, in order "
+        "(default: $KILLB_BROKER_URL, comma-separated)",
+    )
+    proxy.add_argument(
+        "--region", help="region to sign for, when the URL names none (default: $AWS_REGION)"
+    )
+    proxy.add_argument(
+        "--killb-url",
+        metavar="URL",
+        help="KillB's root when the broker's answer names no killbBaseUrl (an older broker)",
+    )
+    proxy.add_argument(
+        "--min-ttl", type=int, default=300, help="seconds a token must still last (default: 300)"
+    )
+    proxy.add_argument("--connect-timeout", type=float, default=5.0, metavar="SECONDS")
+    proxy.add_argument("--read-timeout", type=float, default=30.0, metavar="SECONDS")
+    proxy.add_argument(
+        "--max-connections", type=int, default=100, help="open connections to KillB at most"
+    )
+    proxy.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long requests in flight may take to finish (default: 30)",
+    )
+    proxy.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO")
+
+
+def configure_logging(level: str) -> None:
+    """One line per record on stderr. The libraries that could print a signed request or a
+    header (botocore's signer, urllib3, aiohttp) stay at INFO or above whatever the level."""
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    for name in ("botocore", "urllib3", "aiohttp", "asyncio"):
+        library = logging.getLogger(name)
+        library.setLevel(max(logging.getLevelName(level), logging.INFO))
+
+
+def run(arguments: argparse.Namespace) -> int:
+    """`killb-broker proxy`: serve until SIGTERM or SIGINT. Exit status 0, or 2 for a usage
+    error (one JSON line on stderr)."""
+    configure_logging(arguments.log_level)
+    urls = arguments.broker_url or [
+        url.strip() for url in os.environ.get("KILLB_BROKER_URL", "").split(",") if url.strip()
+    ]
+    if not urls:
+        return usage_error("--broker-url or $KILLB_BROKER_URL is required")
+    host, port = arguments.listen or parse_listen(DEFAULT_LISTEN)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host.lower() != "localhost":
+            return usage_error("--listen needs an IP address (or localhost)")
+    if not is_loopback(host):
+        logger.warning(
+            "listening on %s, beyond loopback: anything that reaches this port calls KillB "
+            "as this service",
+            host,
+        )
+    try:
+        auth = BrokerAuth(urls, min_ttl=arguments.min_ttl, region=arguments.region)
+    except RegionNotFound:
+        return usage_error("no region for the broker URL: pass --region or set AWS_REGION")
+    except ValueError as error:
+        return usage_error(str(error))
+    from killb_broker_client.proxy import KillBProxy, ProxySettings, serve  # noqa: PLC0415
+
+    settings = ProxySettings(
+        connect_timeout=arguments.connect_timeout,
+        read_timeout=arguments.read_timeout,
+        max_connections=arguments.max_connections,
+        shutdown_timeout=arguments.shutdown_timeout,
+        killb_url=arguments.killb_url,
+    )
+    asyncio.run(serve(KillBProxy(auth, settings), host, port))
+    return 0
+
+
+def usage_error(message: str) -> int:
+    print(json.dumps({"message": message}), file=sys.stderr)
+    return 2
