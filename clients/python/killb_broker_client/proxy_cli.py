@@ -52,7 +52,7 @@ def add_parser(commands: Any) -> None:
         nargs="+",
         metavar="URL",
         help="the broker API's URL, stage included; several for failover, in order "
-        "(default: $KILLB_BROKER_URL, comma-separated)",
+        "(default: $KILLB_BROKER_URL)",
     )
     proxy.add_argument(
         "--region", help="region to sign for, when the URL names none (default: $AWS_REGION)"
@@ -95,10 +95,8 @@ def run(arguments: argparse.Namespace) -> int:
     """`killb-broker proxy`: serve until SIGTERM or SIGINT. Exit status 0, or 2 for a usage
     error (one JSON line on stderr)."""
     configure_logging(arguments.log_level)
-    urls = arguments.broker_url or [
-        url.strip() for url in os.environ.get("KILLB_BROKER_URL", "").split(",") if url.strip()
-    ]
-    if not urls:
+    urls = arguments.broker_url or [os.environ.get("KILLB_BROKER_URL", "").strip()]
+    if not all(urls):
         return usage_error("--broker-url or $KILLB_BROKER_URL is required")
     host, port = arguments.listen or parse_listen(DEFAULT_LISTEN)
     try:
