@@ -230,9 +230,10 @@ def test_adapter_refuses_a_killb_over_plain_http(
     # Given a broker naming a KillB over plain http, not on loopback
     broker.script(issued_for("kb-token-clear", "http://killb.app"))
 
-    # When the service calls KillB, then nothing is sent, and the error says why
-    with pytest.raises(KillBApiError, match="https"):
+    # When the service calls KillB, then nothing is sent, and the SDK's error says why
+    with pytest.raises(KillBApiError, match="https") as raised:
         Client(broker_api.base_url).User.get_by_query({})
+    assert type(raised.value) is KillBApiError  # not a missing token: a KillB it will not use
 
 
 # Bug 3: a refused login taken for a token
@@ -270,6 +271,22 @@ def test_broker_refusal_is_the_sdks_authentication_error(
     with pytest.raises(BrokerTokenUnavailable, match=r"BROKER\.0002") as raised:
         Client(broker_api.base_url).User.get_by_query({})
     assert isinstance(raised.value, AuthenticationError)
+
+
+def test_no_new_token_after_a_refusal_is_the_sdks_authentication_error(
+    sandbox: KillBSandbox, broker: ScriptedBroker, broker_api: BrokerServer
+) -> None:
+    # Given a token KillB has revoked, and a broker that has no other one for now
+    revoked = login(sandbox)
+    sandbox.revoke(revoked)
+    broker.script(
+        issued_for(revoked, sandbox.base_url),
+        refused(503, "BROKER.0003", "No token available", retry_after="30"),
+    )
+
+    # When the service calls KillB, then the SDK's AuthenticationError says the broker has none
+    with pytest.raises(BrokerTokenUnavailable, match=r"BROKER\.0003"):
+        Client(broker_api.base_url).User.get_by_query({})
 
 
 # Bug 4: a 401 never retried

@@ -331,9 +331,10 @@ def test_absolute_form_target_is_refused(proxy: RunningProxy, broker: ScriptedBr
     assert broker.calls == 0
 
 
-def test_connect_is_refused(proxy: RunningProxy, broker: ScriptedBroker) -> None:
-    # Given a caller that asks for a tunnel
-    request = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+@pytest.mark.parametrize("target", [b"example.com:443", b"/api/v2/users"])
+def test_connect_is_refused(proxy: RunningProxy, broker: ScriptedBroker, target: bytes) -> None:
+    # Given a caller that asks for a tunnel (to a host, or with a path for a target)
+    request = b"CONNECT " + target + b" HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
 
     # When it sends CONNECT
     status, body = error_of(raw_exchange(proxy.base_url, request))

@@ -41,7 +41,7 @@ from killb.savings import Savings
 from killb.user import User
 
 from killb_broker_client.auth import BrokerAuth, IssuedHeaders, require_safe_destination
-from killb_broker_client.errors import BrokerClientError
+from killb_broker_client.errors import BrokerClientError, InsecureRequest
 
 BROKER_URL_VARIABLE = "KILLB_BROKER_URL"
 # The SDK's endpoints are relative to KillB's API root.
@@ -97,6 +97,8 @@ class BrokerApiRequests(ApiRequests):
         kwargs.setdefault("timeout", (CONNECT_TIMEOUT, READ_TIMEOUT))
         try:
             response = self.session.request(method, url, auth=self.auth, **kwargs)
+        except InsecureRequest as error:  # a redirect to plain http, say: KillB, not the broker
+            raise KillBApiError(error.message) from error
         except BrokerClientError as error:
             raise BrokerTokenUnavailable(f"no KillB token from the broker: {error}") from error
         if response.status_code == 401:
