@@ -251,6 +251,29 @@ def test_chunked_upload_reaches_killb_before_the_caller_has_sent_it_all(
     assert upstream.received[-1].body_length == 3 * MIB
 
 
+def test_expect_100_continue_is_answered_before_the_body_is_sent(
+    upstream: EchoUpstream, broker: ScriptedBroker, proxy: RunningProxy
+) -> None:
+    # Given a caller that announces a body and waits for 100 Continue before sending it
+    broker.script(issued_for("kb-token-expect", upstream.base_url))
+    host, port = proxy.base_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as connection:
+        connection.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: proxy\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+
+        # When it waits
+        interim = connection.recv(65536)
+
+        # Then the proxy says to go on, and the body then reaches the upstream
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        connection.sendall(b"hello")
+        assert b"200 OK" in connection.recv(65536)
+    assert upstream.received[-1].body_length == 5
+    assert "expect" not in upstream.received[-1].headers
+
+
 # A token KillB refuses
 
 

@@ -245,6 +245,9 @@ class KillBProxy:
             raise refusal
         if request.path == HEALTH_ROUTE:
             return await self._health(request), None
+        if request.headers.get("Expect", "").lower() == "100-continue":
+            # The caller waits for this before sending its body (curl does, above 1 MiB).
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = await request_body(request)
         issued = await self._current()
         upstream = await self._send(request, issued, body)
