@@ -158,3 +158,11 @@ def _handler_for(upstream: EchoUpstream) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(b"0\r\n\r\n")
 
     return Handler
+
+
+if __name__ == "__main__":
+    # `python -m tests.client.echo_upstream`: serve in a process of its own (the proxy benchmark)
+    # and print the base URL, until the process is ended.
+    with EchoUpstream() as served:
+        print(served.base_url, flush=True)
+        threading.Event().wait()

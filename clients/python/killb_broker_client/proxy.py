@@ -340,19 +340,27 @@ class KillBProxy:
         upstream: aiohttp.ClientResponse,
         already_read: bytes | None = None,
     ) -> web.StreamResponse:
-        """KillB's answer back to the caller, streamed, without this hop's headers."""
+        """KillB's answer back to the caller, without this hop's headers: streamed, or in one
+        write when it is known to be small (most KillB answers: one send instead of three)."""
         dropped = not_forwarded(upstream.headers)
+        length = upstream.content_length
+        small = length is not None and length <= CHUNK_SIZE and request.method != "HEAD"
+        if already_read is None and small:
+            already_read = await self._read_small(upstream)
+        if already_read is not None:
+            answer = web.Response(status=upstream.status, reason=upstream.reason, body=already_read)
+            for name, value in upstream.headers.items():
+                if name.lower() not in dropped and name.lower() != "content-length":
+                    answer.headers.add(name, value)
+            return answer
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for name, value in upstream.headers.items():
             if name.lower() not in dropped:
                 response.headers.add(name, value)
         try:
             await response.prepare(request)
-            if already_read is not None:
-                await response.write(already_read)
-            else:
-                async for chunk in upstream.content.iter_chunked(CHUNK_SIZE):
-                    await response.write(chunk)
+            async for chunk in upstream.content.iter_chunked(CHUNK_SIZE):
+                await response.write(chunk)
             await response.write_eof()
         except (aiohttp.ClientError, TimeoutError, ConnectionError) as error:
             # Part of the answer is out: the caller learns by the connection closing early.
@@ -362,6 +370,16 @@ class KillBProxy:
         finally:
             upstream.release()
         return response
+
+    async def _read_small(self, upstream: aiohttp.ClientResponse) -> bytes:
+        try:
+            return await upstream.read()
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise ProxyRefusal(
+                502, KILLB_UNREACHABLE, f"KillB's answer was cut short ({transport_cause(error)})"
+            ) from error
+        finally:
+            upstream.release()
 
     async def _health(self, request: web.BaseRequest) -> web.Response:
         if request.method != "GET":
