@@ -84,8 +84,7 @@ def memory_kib(pid: int, field: str) -> int:
 def latencies(direct: str, proxied: str) -> tuple[list[float], list[float]]:
     """Milliseconds per request, one keep-alive connection to each side, alternating."""
     connections = {
-        url: http.client.HTTPConnection(url.removeprefix("http://"))
-        for url in (direct, proxied)
+        url: http.client.HTTPConnection(url.removeprefix("http://")) for url in (direct, proxied)
     }
     timings: dict[str, list[float]] = {direct: [], proxied: []}
     for index in range(WARMUP + PAIRS):
