@@ -17,11 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import requests
-from broker_server import BrokerServer
+from broker_server import BrokerServer, serve_broker
+from moto import mock_aws
 
+from killb_broker.tokens import AccessToken
 from killb_broker_client import BrokerAuth, fingerprint
+from killb_broker_client.cli import main
 from killb_broker_client.proxy import ProxySettings, RunningProxy, running_proxy
 from killb_broker_client.proxy_cli import DEFAULT_LISTEN, parse_listen
 from killb_broker_client.signing import is_loopback
@@ -33,7 +37,15 @@ from tests.client.echo_upstream import (
     STREAM_REST,
     EchoUpstream,
 )
-from tests.client.scripted_broker import ScriptedBroker, issued, json_response, refused
+from tests.client.scripted_broker import (
+    ACCOUNT_ID,
+    CALLER_ARN,
+    ScriptedBroker,
+    issued,
+    json_response,
+    refused,
+)
+from tests.support import load_function
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
@@ -507,6 +519,17 @@ def test_one_line_per_request_without_query_or_secret(
     assert "ana@example.test" not in lines[0]
 
 
+def test_killb_url_over_plain_http_is_a_usage_error(
+    broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # When the proxy is started with a KillB URL over plain http beyond loopback
+    status = main(["proxy", "--broker-url", broker_api.base_url, "--killb-url", "http://killb.app"])
+
+    # Then it does not start, and says why on stderr
+    assert status == 2
+    assert "https" in json.loads(capsys.readouterr().err)["message"]
+
+
 # The command, as a process
 
 
@@ -613,3 +636,45 @@ def test_no_secret_in_the_proxy_log_at_debug(
     assert fingerprint(fresh) in log
     for secret in (revoked, fresh, SANDBOX_API_KEY, "caller-own-token", "caller-cookie"):
         assert secret not in log
+
+
+# In front of the real broker
+
+
+@pytest.fixture
+def real_broker_api(monkeypatch: pytest.MonkeyPatch, sandbox: KillBSandbox) -> Iterator[str]:
+    """The real broker handler over loopback, its access-token secret (moto) holding a sandbox
+    token and the sandbox as its baseUrl, as the refresher writes it."""
+    secret_name = "killb-proxy-test/access-token"
+    stored = AccessToken(
+        token=login(sandbox),
+        expires_at=int(time.time()) + 3600,
+        api_key=SANDBOX_API_KEY,
+        base_url=sandbox.base_url,
+    )
+    with mock_aws():
+        boto3.client("secretsmanager").create_secret(
+            Name=secret_name, SecretString=stored.to_secret_string()
+        )
+        monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", secret_name)
+        monkeypatch.delenv("ALLOWED_PRINCIPALS", raising=False)
+        monkeypatch.delenv("REFRESHER_FUNCTION_NAME", raising=False)
+        app = load_function("broker")
+        with serve_broker(app.lambda_handler, caller_arn=CALLER_ARN, account_id=ACCOUNT_ID) as api:
+            yield api.base_url
+
+
+def test_proxy_serves_killb_with_the_real_brokers_token(
+    sandbox: KillBSandbox, real_broker_api: str
+) -> None:
+    # Given the real broker holding a sandbox token, and a proxy told where KillB is (a broker
+    # that names killbBaseUrl itself is served the same way: the broker's name wins)
+    settings = ProxySettings(killb_url=sandbox.base_url)
+
+    # When a caller asks for users through the proxy
+    with running_proxy(BrokerAuth(real_broker_api), settings) as proxy:
+        response = requests.get(f"{proxy.base_url}/api/v2/users", timeout=5)
+
+    # Then KillB answered with the account's users
+    assert response.status_code == 200
+    assert len(response.json()["users"]) == 2

@@ -12,7 +12,8 @@ import os
 import sys
 from typing import Any
 
-from killb_broker_client.auth import BrokerAuth
+from killb_broker_client.auth import BrokerAuth, require_safe_destination
+from killb_broker_client.errors import BrokerClientError
 from killb_broker_client.signing import RegionNotFound, is_loopback
 
 logger = logging.getLogger("killb_broker_client.proxy")
@@ -94,7 +95,6 @@ def configure_logging(level: str) -> None:
 def run(arguments: argparse.Namespace) -> int:
     """`killb-broker proxy`: serve until SIGTERM or SIGINT. Exit status 0, or 2 for a usage
     error (one JSON line on stderr)."""
-    configure_logging(arguments.log_level)
     urls = arguments.broker_url or [os.environ.get("KILLB_BROKER_URL", "").strip()]
     if not all(urls):
         return usage_error("--broker-url or $KILLB_BROKER_URL is required")
@@ -104,12 +104,11 @@ def run(arguments: argparse.Namespace) -> int:
     except ValueError:
         if host.lower() != "localhost":
             return usage_error("--listen needs an IP address (or localhost)")
-    if not is_loopback(host):
-        logger.warning(
-            "listening on %s, beyond loopback: anything that reaches this port calls KillB "
-            "as this service",
-            host,
-        )
+    if arguments.killb_url:
+        try:
+            require_safe_destination(arguments.killb_url)
+        except BrokerClientError as error:
+            return usage_error(f"--killb-url: {error.message}")
     try:
         auth = BrokerAuth(urls, min_ttl=arguments.min_ttl, region=arguments.region)
     except RegionNotFound:
@@ -117,6 +116,14 @@ def run(arguments: argparse.Namespace) -> int:
     except ValueError as error:
         return usage_error(str(error))
     from killb_broker_client.proxy import KillBProxy, ProxySettings, serve  # noqa: PLC0415
+
+    configure_logging(arguments.log_level)
+    if not is_loopback(host):
+        logger.warning(
+            "listening on %s, beyond loopback: anything that reaches this port calls KillB "
+            "as this service",
+            host,
+        )
 
     settings = ProxySettings(
         connect_timeout=arguments.connect_timeout,
