@@ -8,10 +8,14 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from broker_server import serve_broker
+
 ACCOUNT_ID = "123456789012"
 CALLER_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/payments-api/i-0abc"
 ACCESS_TOKEN = "kb-access-token-0f9e8d7c6b5a"
 API_KEY = "kb-api-key-1a2b3c4d"
+# The token of a second broker (another region), in the several-broker tests.
+SECOND_TOKEN = "kb-access-token-of-the-second-region"
 
 
 def json_response(
@@ -30,26 +34,33 @@ def json_response(
 
 
 def issued(
-    token: str = ACCESS_TOKEN, *, api_key: str | None = API_KEY, expires_in: int = 3600
+    token: str = ACCESS_TOKEN,
+    *,
+    api_key: str | None = API_KEY,
+    expires_in: int = 3600,
+    killb_base_url: object = None,
 ) -> dict[str, Any]:
-    """A 200 of GET /v1/auth-headers, as docs/spec.md shapes it."""
+    """A 200 of GET /v1/auth-headers, as docs/spec.md shapes it; killbBaseUrl only when given
+    (an older broker sends none)."""
     headers = {"Authorization": f"Bearer {token}"}
     if api_key:
         headers["x-api-key"] = api_key
-    return issued_headers(headers, expires_in=expires_in)
+    return issued_headers(headers, expires_in=expires_in, killb_base_url=killb_base_url)
 
 
-def issued_headers(headers: dict[str, str], *, expires_in: int = 3600) -> dict[str, Any]:
+def issued_headers(
+    headers: dict[str, str], *, expires_in: int = 3600, killb_base_url: object = None
+) -> dict[str, Any]:
     """A 200 of GET /v1/auth-headers with exactly these headers, whatever they hold."""
     expires_at = datetime.fromtimestamp(int(time.time()) + expires_in, UTC)
-    return json_response(
-        200,
-        {
-            "headers": headers,
-            "expiresAt": expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "expiresIn": expires_in,
-        },
-    )
+    body: dict[str, Any] = {
+        "headers": headers,
+        "expiresAt": expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "expiresIn": expires_in,
+    }
+    if killb_base_url is not None:
+        body["killbBaseUrl"] = killb_base_url
+    return json_response(200, body)
 
 
 def refused(
@@ -85,3 +96,9 @@ class ScriptedBroker:
     @property
     def calls(self) -> int:
         return len(self.events)
+
+
+def stopped_broker_url() -> str:
+    """The URL of a broker that has stopped: its port is closed."""
+    with serve_broker(lambda _e, _c: issued(), caller_arn=None, account_id=ACCOUNT_ID) as api:
+        return api.base_url

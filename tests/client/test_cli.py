@@ -20,26 +20,84 @@ from tests.client.scripted_broker import (
     ACCESS_TOKEN,
     ACCOUNT_ID,
     API_KEY,
+    SECOND_TOKEN,
     ScriptedBroker,
     issued,
     issued_headers,
     json_response,
     refused,
+    stopped_broker_url,
 )
 
 CLIENT = Path(__file__).resolve().parents[2] / "clients" / "python"
+SANDBOX_URL = "https://teste-94u93qnn.uc.gateway.dev"
 
 
-def test_json_format_prints_the_headers_as_json(
-    broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+def test_json_format_prints_the_brokers_answer(
+    broker: ScriptedBroker, broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # When the CLI is asked for headers as JSON
-    status = main(["headers", "--api-url", broker_api.base_url, "--format", "json"])
+    # Given a broker that names where KillB is for its token
+    broker.script(issued(killb_base_url=SANDBOX_URL))
 
-    # Then it prints exactly the broker's headers and succeeds
+    # When the CLI is asked for headers as JSON
+    status = main(["headers", "--url", broker_api.base_url, "--format", "json"])
+
+    # Then it prints the broker's headers, expiry and KillB URL, unchanged, and succeeds
     assert status == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed == {"Authorization": f"Bearer {ACCESS_TOKEN}", "x-api-key": API_KEY}
+    assert printed == {
+        "headers": {"Authorization": f"Bearer {ACCESS_TOKEN}", "x-api-key": API_KEY},
+        "expiresAt": json.loads(broker.answers[0]["body"])["expiresAt"],
+        "killbBaseUrl": SANDBOX_URL,
+    }
+
+
+def test_json_format_of_an_older_broker_has_a_null_killb_base_url(
+    broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a broker older than killbBaseUrl (the scripted default sends none)
+    # When the CLI is asked for headers as JSON
+    status = main(["headers", "--url", broker_api.base_url])
+
+    # Then the headers are there, and killbBaseUrl is null
+    assert status == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["headers"]["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert printed["killbBaseUrl"] is None
+
+
+def test_env_format_exports_killb_base_url_when_the_broker_names_it(
+    broker: ScriptedBroker, broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a broker that names where KillB is for its token
+    broker.script(issued(killb_base_url=SANDBOX_URL))
+
+    # When the CLI is asked for headers as shell variables
+    status = main(["headers", "--url", broker_api.base_url, "--format", "env"])
+
+    # Then KILLB_BASE_URL comes after the headers
+    assert status == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"export KILLB_AUTHORIZATION='Bearer {ACCESS_TOKEN}'",
+        f"export KILLB_API_KEY={API_KEY}",
+        f"export KILLB_BASE_URL={SANDBOX_URL}",
+    ]
+
+
+def test_curl_format_carries_only_headers_even_with_a_killb_base_url(
+    broker: ScriptedBroker, broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broker.script(issued(killb_base_url=SANDBOX_URL))
+
+    status = main(["headers", "--url", broker_api.base_url, "--format", "curl"])
+
+    assert status == 0
+    assert shlex.split(capsys.readouterr().out) == [
+        "-H",
+        f"Authorization: Bearer {ACCESS_TOKEN}",
+        "-H",
+        f"x-api-key: {API_KEY}",
+    ]
 
 
 def test_env_format_prints_shell_assignments(
@@ -103,7 +161,8 @@ def test_url_and_min_ttl_come_from_the_environment_and_flags(
     # Then it asked that broker for that minTtl, and printed JSON (the default format)
     assert status == 0
     assert broker.events[0]["queryStringParameters"] == {"minTtl": "900"}
-    assert json.loads(capsys.readouterr().out)["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["headers"]["Authorization"] == f"Bearer {ACCESS_TOKEN}"
 
 
 def test_broker_error_goes_to_stderr_with_its_error_code_and_exit_1(
@@ -190,7 +249,8 @@ def test_rejected_fingerprint_is_passed_to_the_broker(
     # Then the broker is told, with the minTtl as usual
     assert status == 0
     assert broker.events[0]["queryStringParameters"] == {"minTtl": "300", "rejected": rejected}
-    assert json.loads(capsys.readouterr().out)["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["headers"]["Authorization"] == f"Bearer {ACCESS_TOKEN}"
 
 
 def test_a_token_passed_as_rejected_is_a_usage_error_that_does_not_echo_it(
@@ -322,3 +382,46 @@ def test_every_command_has_help(
 
     assert exited.value.code == 0
     assert says in capsys.readouterr().out
+
+
+def test_url_may_be_repeated_for_several_brokers(
+    second: ScriptedBroker, second_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a first broker that is down and a second that answers
+    # When the CLI is given both, in order
+    status = main(["headers", "--url", stopped_broker_url(), "--url", second_api.base_url])
+
+    # Then the second one's headers are printed
+    assert status == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["headers"]["Authorization"] == f"Bearer {SECOND_TOKEN}"
+
+
+def test_killb_broker_url_may_hold_a_comma_separated_list(
+    second: ScriptedBroker,
+    second_api: BrokerServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("KILLB_BROKER_URL", f"{stopped_broker_url()},{second_api.base_url}")
+
+    status = main(["headers", "--format", "env"])
+
+    assert status == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"export KILLB_AUTHORIZATION='Bearer {SECOND_TOKEN}'"
+    )
+
+
+def test_when_every_broker_fails_the_error_names_the_last_one(
+    second: ScriptedBroker, second_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a first broker that is down and a second without a token
+    second.script(refused(503, "BROKER.0003", "No token available", retry_after="30"))
+
+    status = main(["headers", "--url", f"{stopped_broker_url()},{second_api.base_url}"])
+
+    # Then the one JSON line is the second broker's refusal, with its URL
+    assert status == 1
+    printed = json.loads(capsys.readouterr().err)
+    assert (printed["errorCode"], printed["url"]) == ("BROKER.0003", second_api.base_url)

@@ -23,6 +23,7 @@ UNLISTED_ACCOUNT = "999988887777"
 API_ID = "abc123defg"
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 VPC_ENDPOINT = "vpce-0a1b2c3d4e5f60789"
+EVENT_SOURCE = "killb.broker"  # the source of the refresher's events (docs/spec.md)
 PAYMENTS_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/payments"
 # Developers' roles that a dev stack may name to run the functions with sam local.
 BROKER_DEVELOPER = f"arn:aws:iam::{ACCOUNT_ID}:role/developer"
@@ -346,6 +347,7 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
         table[f"refresher-writes-{secret}"] = writes(of_role(refresher), secret)
     table["scheduler-invokes-refresher"] = invokes(of_role("SchedulerRole"), "RefresherFunction")
     table["scheduler-invokes-broker"] = invokes(of_role("SchedulerRole"), "BrokerFunction")
+    table.update(event_questions(of_role(refresher), of_role(broker)))
     for secret in secrets:
         table[f"admin-reads-{secret}"] = reads(admin, secret)
     table["admin-decrypts-credentials-directly"] = [
@@ -376,6 +378,25 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
     table.update(api_questions(stack))
     table.update(service_questions(stack))
     return table
+
+
+def event_questions(
+    refresher: Mapping[str, Any], broker: Mapping[str, Any]
+) -> dict[str, list[Request]]:
+    """Who may put events on which bus, under which source (EventBridge authorizes each entry
+    of a PutEvents call with its source and detail-type as context keys)."""
+    bus = f"arn:aws:events:{REGION}:{ACCOUNT_ID}:event-bus/"
+
+    def puts(who: Mapping[str, Any], bus_name: str, source: str) -> list[Request]:
+        context = {"events:source": source, "events:detail-type": "Refresh Failed"}
+        return [request(who, "events:PutEvents", bus + bus_name, None, context)]
+
+    return {
+        "refresher-puts-its-event-on-the-default-bus": puts(refresher, "default", EVENT_SOURCE),
+        "refresher-puts-its-event-on-another-bus": puts(refresher, "operations", EVENT_SOURCE),
+        "refresher-puts-an-event-of-another-source": puts(refresher, "default", "aws.ec2"),
+        "broker-puts-an-event": puts(broker, "default", EVENT_SOURCE),
+    }
 
 
 def api_questions(stack: Stack) -> dict[str, list[Request]]:

@@ -305,4 +305,4 @@ def test_broker_deploys_shift_the_alias_and_roll_back_on_its_error_alarms(prefer
     assert group["AutoRollbackConfiguration"]["Enabled"] is True
     assert "DEPLOYMENT_STOP_ON_ALARM" in group["AutoRollbackConfiguration"]["Events"]
     alarms = {alarm["Name"]["Ref"] for alarm in group["AlarmConfiguration"]["Alarms"]}
-    assert alarms == {"BrokerErrorsAlarm", "BrokerServerErrorsAlarm"}
+    assert alarms == {"BrokerErrorsAlarm", "BrokerInternalErrorsAlarm"}

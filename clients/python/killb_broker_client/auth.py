@@ -1,7 +1,8 @@
 """BrokerAuth: KillB auth headers from the broker, kept while the token still lasts minTtl.
 
 One fetch at a time: when many threads find the cache empty, one asks the broker and the others
-wait for its answer (or its error). A 503 or 429 is retried a bounded number of times, after the
+wait for its answer (or its error). Given several brokers (failover.py), a fetch asks them in
+turn until one answers. A 503 or 429 is retried a bounded number of times, after the
 Retry-After the broker sent.
 
 On the KillB side, the headers travel only where they are safe (https://, or a loopback host),
@@ -16,13 +17,14 @@ import hashlib
 import http.client
 import logging
 import math
+import os
 import re
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -30,18 +32,29 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from botocore.credentials import Credentials
+from botocore.exceptions import NoCredentialsError
 from botocore.session import Session as BotocoreSession
 from requests.auth import AuthBase
 from requests.models import PreparedRequest
 
+from killb_broker_client.credentials import with_aws_trouble_as_client_error
 from killb_broker_client.errors import (
     BrokerAccessDenied,
     BrokerClientError,
     BrokerRequestInvalid,
     BrokerUnavailable,
+    BrokerUnreachable,
     InsecureRequest,
 )
-from killb_broker_client.signing import broker_base_url, is_loopback, region_of, sigv4_headers
+from killb_broker_client.failover import BrokerList, broker_urls, moves_on
+from killb_broker_client.signing import (
+    MISSING_API_ID,
+    BrokerEndpoint,
+    broker_base_url,
+    broker_endpoint,
+    is_loopback,
+    sigv4_headers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +96,18 @@ def check_fingerprint(value: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class IssuedHeaders:
-    """Headers the broker issued, and the monotonic moment after which they are not used."""
+    """The broker's answer: the headers it issued, the monotonic moment after which they are
+    not used, when the token expires, and where KillB is for that token.
+
+    killb_base_url: the KillB API root the token belongs to (sandbox or production), None when
+    the broker is older than that field. expires_at: the broker's RFC 3339 expiresAt.
+    """
 
     headers: dict[str, str] = field(repr=False)
     fingerprint: str
     use_until: float
-    # Where KillB is for this token (the broker's killbBaseUrl); None from a broker that names none.
     killb_base_url: str | None = None
+    expires_at: str | None = None
 
     def usable(self) -> bool:
         return time.monotonic() < self.use_until
@@ -114,44 +132,62 @@ def _keep_signature(request: PreparedRequest) -> PreparedRequest:
 
 
 class BrokerAuth(AuthBase):
-    """`session.auth = BrokerAuth(api_url)`: each request carries the broker's current headers.
+    """`session.auth = BrokerAuth(broker_url)`: each request carries the broker's current headers.
 
+    broker_url: the broker API's URL (stage included), or an ordered list of them (several
+    regions; a comma-separated string is a list too). Each is signed for its own region: the
+    one its host names, else AWS_REGION and the profile's. One that cannot be reached, times out
+    or answers 5xx passes the call to the next; the one that answered is kept first for 60 s,
+    then the first is tried again; a 4xx is the answer and never moves on. When every broker
+    fails, the last one's error is raised.
     min_ttl: seconds the token must still be valid for whenever a request carries it (0..1800).
     The broker is asked for a token that lasts that long, and cached headers are dropped once
     their token has less than that left.
+    region: the region to sign for, for every broker URL (it wins over what a host names).
+    api_id: the broker API's id, sent as x-apigw-api-id to a VPC endpoint host
+    (vpce-....execute-api.REGION.vpce.amazonaws.com), which serves many APIs.
     retries: further attempts after a 503 or 429; max_retry_after: longest Retry-After waited.
+    timeout: the connect and read timeouts of a broker call, in seconds.
+    clock: the monotonic clock the 60 s a broker is kept are measured on.
 
     Requests must go to https://, or to a loopback host: a plain http:// request to any other
-    host raises InsecureRequest before anything is sent.
+    host raises InsecureRequest before anything is sent. Trouble with the caller's AWS
+    credentials raises AwsCredentialsError.
     """
 
     def __init__(
         self,
-        api_url: str | Sequence[str],
+        broker_url: str | Sequence[str],
         *,
         min_ttl: int = 300,
         region: str | None = None,
+        api_id: str | None = None,
         session: requests.Session | None = None,
         credentials: Credentials | None = None,
         retries: int = 2,
         max_retry_after: float = 10.0,
+        timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if type(min_ttl) is not int or not 0 <= min_ttl <= MIN_TTL_LIMIT:
             raise ValueError(f"min_ttl must be a whole number of seconds from 0 to {MIN_TTL_LIMIT}")
         if retries < 0 or max_retry_after < 0:
             raise ValueError("retries and max_retry_after must not be negative")
-        if not isinstance(api_url, str):
-            # The list form is the interface of failover across several brokers; until that
-            # lands, exactly one URL is accepted in it.
-            if len(api_url) != 1:
-                raise ValueError("one broker URL only: failover across several is not built yet")
-            api_url = api_url[0]
-        self.api_url = broker_base_url(api_url)
+        self._botocore = BotocoreSession()
+        self.brokers = BrokerList(
+            [
+                broker_endpoint(url, region=region, api_id=api_id, botocore_session=self._botocore)
+                for url in broker_urls(broker_url)
+            ]
+        )
+        # The first broker's URL and region, as a single-broker caller knows them.
+        self.api_url = self.brokers.endpoints[0].url
+        self.region = self.brokers.endpoints[0].region
         self.min_ttl = min_ttl
         self.retries = retries
         self.max_retry_after = max_retry_after
-        self._botocore = BotocoreSession()
-        self.region = region_of(self.api_url, region, self._botocore)
+        self.timeout = timeout
+        self._clock = clock
         self._session = session or requests.Session()
         self._credentials = credentials
         self._lock = threading.Lock()
@@ -161,9 +197,9 @@ class BrokerAuth(AuthBase):
         self._rejected: str | None = None
 
     def __repr__(self) -> str:
-        return (
-            f"BrokerAuth(api_url={self.api_url!r}, min_ttl={self.min_ttl}, region={self.region!r})"
-        )
+        urls = [endpoint.url for endpoint in self.brokers.endpoints]
+        shown = urls[0] if len(urls) == 1 else urls
+        return f"BrokerAuth(broker_url={shown!r}, min_ttl={self.min_ttl}, region={self.region!r})"
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         require_safe_destination(r.url or "")
@@ -179,20 +215,22 @@ class BrokerAuth(AuthBase):
         rejected: the fingerprint of a token KillB refused. Cached headers holding it are
         dropped and the broker is told, so it hands out another token.
         """
-        return dict(self.issued(rejected=rejected).headers)
+        return self.issued(rejected=rejected).headers
 
     def issued(self, *, rejected: str | None = None) -> IssuedHeaders:
-        """The broker's whole current answer (headers, how long they serve, killbBaseUrl), from
-        cache or the broker; rejected as for headers()."""
+        """The broker's whole current answer (headers, expiry, killbBaseUrl), cached as
+        headers() is; rejected as for headers()."""
         if rejected is not None:
             self._reject(check_fingerprint(rejected))
-        return self._current()
+        issued = self._current()
+        return replace(issued, headers=dict(issued.headers))
 
     def health(self) -> BrokerHealth:
-        """The broker's GET /v1/health (no token in it), signed as the header fetch is."""
-        response = self._get(f"{self.api_url}{HEALTH_PATH}")
+        """The broker's GET /v1/health (no token in it), signed as the header fetch is, from the
+        first broker that answers."""
+        endpoint, response = self._ask(HEALTH_PATH)
         if response.status_code != 200:
-            raise error_from(response)
+            raise error_from(response, endpoint.url)
         body = _json_object(response)
         status, expires_at, expires_in = (
             body.get("status"),
@@ -204,7 +242,9 @@ class BrokerAuth(AuthBase):
             or not (expires_at is None or isinstance(expires_at, str))
             or not (expires_in is None or type(expires_in) is int)
         ):
-            raise BrokerClientError("the broker's answer is not the documented JSON", status=200)
+            raise BrokerClientError(
+                "the broker's answer is not the documented JSON", status=200, url=endpoint.url
+            )
         return BrokerHealth(str(status), expires_at, expires_in)
 
     def _current(self) -> IssuedHeaders:
@@ -256,18 +296,25 @@ class BrokerAuth(AuthBase):
         return issued
 
     def _fetch(self, rejected: str | None) -> IssuedHeaders:
-        url = f"{self.api_url}{AUTH_HEADERS_PATH}?minTtl={self.min_ttl}"
+        """The broker's answer, asking again after a 503 or 429 (its Retry-After, when short
+        enough); any other error is raised at once."""
+        path = f"{AUTH_HEADERS_PATH}?minTtl={self.min_ttl}"
         if rejected is not None:
-            url += f"&rejected={rejected}"
+            path += f"&rejected={rejected}"
             logger.info("reporting a token KillB rejected", extra={"rejected": rejected})
         attempt = 0
         while True:
+            # Before the first broker is asked: a failover only makes the headers' use end
+            # sooner, never later than the token lasts.
             sent_at = time.monotonic()
-            response = self._get(url)
-            if response.status_code == 200:
-                return self._issued_from(response, sent_at)
-            error = error_from(response)
-            if not isinstance(error, BrokerUnavailable) or attempt >= self.retries:
+            try:
+                endpoint, response = self._ask(path)
+                if response.status_code == 200:
+                    return self._issued_from(response, sent_at, endpoint.url)
+                raise error_from(response, endpoint.url)
+            except BrokerUnavailable as unavailable:
+                error = unavailable
+            if attempt >= self.retries:
                 raise error
             delay = error.retry_after
             if delay is None:
@@ -281,46 +328,90 @@ class BrokerAuth(AuthBase):
             time.sleep(delay)
             attempt += 1
 
-    def _get(self, url: str) -> requests.Response:
-        signed = sigv4_headers("GET", url, self._aws_credentials(), self.region)
+    def _ask(self, path: str) -> tuple[BrokerEndpoint, requests.Response]:
+        """The first answer that is not a 5xx, asking the brokers in BrokerList's order; when
+        each cannot be reached or answers 5xx, the last one's error is raised."""
+        last_error = BrokerClientError("no broker URL given")
+        for endpoint in self.brokers.candidates(self._clock()):
+            try:
+                response = self._get(endpoint, path)
+            except BrokerUnreachable as unreachable:
+                last_error = unreachable
+            else:
+                if not moves_on(response.status_code):
+                    self.brokers.answered(endpoint, self._clock())
+                    return endpoint, response
+                last_error = error_from(response, endpoint.url)
+            if len(self.brokers.endpoints) > 1:
+                logger.warning(
+                    "broker failed, asking the next one",
+                    extra={
+                        "url": endpoint.url,
+                        "status": last_error.status,
+                        "errorCode": last_error.error_code,
+                        "error": last_error.message,
+                    },
+                )
+        raise last_error
+
+    def _get(self, endpoint: BrokerEndpoint, path: str) -> requests.Response:
+        if endpoint.api_id_missing:
+            raise BrokerClientError(MISSING_API_ID, url=endpoint.url)
+        url = f"{endpoint.url}{path}"
+        signed = with_aws_trouble_as_client_error(
+            self._botocore,
+            lambda: sigv4_headers(
+                "GET", url, self._aws_credentials(), endpoint.region, endpoint.routing_headers
+            ),
+        )
         try:
             return self._session.get(
                 url,
                 headers={"Accept": "application/json", "User-Agent": USER_AGENT, **signed},
                 auth=_keep_signature,
-                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                timeout=self.timeout,
                 allow_redirects=False,
             )
         except requests.RequestException as error:
             shown = url.split("?", 1)[0]
-            raise BrokerClientError(
-                f"could not reach {shown} ({transport_cause(error)})"
+            raise BrokerUnreachable(
+                f"could not reach {shown} ({transport_cause(error)})", url=endpoint.url
             ) from error
 
     def _aws_credentials(self) -> Credentials:
+        """The caller's credentials (botocore's chain), loaded once; botocore refreshes them."""
         if self._credentials is None:
             self._credentials = self._botocore.get_credentials()
         if self._credentials is None:
-            raise BrokerClientError("no AWS credentials found to sign the broker call")
+            raise NoCredentialsError
         return self._credentials
 
-    def _issued_from(self, response: requests.Response, sent_at: float) -> IssuedHeaders:
+    def _issued_from(
+        self, response: requests.Response, sent_at: float, broker_url: str
+    ) -> IssuedHeaders:
         body = _json_object(response)
         headers, expires_in = body.get("headers"), body.get("expiresIn")
-        killb_base_url = body.get("killbBaseUrl")
+        expires_at = body.get("expiresAt")
         if (
-            not (killb_base_url is None or isinstance(killb_base_url, str))
-            or not isinstance(headers, dict)
+            not isinstance(headers, dict)
             or not all(isinstance(v, str) for v in headers.values())
             or "Authorization" not in headers
             or type(expires_in) is not int
+            or not (expires_at is None or isinstance(expires_at, str))
         ):
-            raise BrokerClientError("the broker's answer is not the documented JSON", status=200)
+            raise BrokerClientError(
+                "the broker's answer is not the documented JSON", status=200, url=broker_url
+            )
         token = carriable_token(headers)
+        killb_base_url = checked_killb_base_url(body.get("killbBaseUrl"), broker_url)
         token_fingerprint = fingerprint(token)
         logger.debug(
             "auth headers received",
-            extra={"fingerprint": token_fingerprint, "expiresIn": expires_in},
+            extra={
+                "fingerprint": token_fingerprint,
+                "expiresIn": expires_in,
+                "killbBaseUrl": killb_base_url,
+            },
         )
         # expiresIn counts from the broker's answer; measured from when the call was sent, on
         # this machine's monotonic clock, a skewed wall clock cannot keep an expired token.
@@ -329,7 +420,31 @@ class BrokerAuth(AuthBase):
             fingerprint=token_fingerprint,
             use_until=sent_at + expires_in - self.min_ttl,
             killb_base_url=killb_base_url,
+            expires_at=expires_at,
         )
+
+
+def checked_killb_base_url(value: object, broker_url: str) -> str | None:
+    """The broker's killbBaseUrl, without a trailing slash; None when the broker sent none
+    (an older broker). A value that is not an https:// URL (or http:// to loopback) with no
+    user info, query or fragment makes the whole answer an error: headers must never be sent
+    to a KillB the broker did not name clearly. The value is not repeated in the error."""
+    if value is None:
+        return None
+    problem = "the broker's killbBaseUrl is not an https:// URL (http:// only to loopback)"
+    if not isinstance(value, str) or not VISIBLE_ASCII.fullmatch(value):
+        raise BrokerClientError(problem, status=200, url=broker_url)
+    parts = urlsplit(value)
+    secure = parts.scheme == "https" or (
+        parts.scheme == "http" and is_loopback(parts.hostname or "")
+    )
+    if not secure or not parts.hostname or parts.username or parts.password:
+        raise BrokerClientError(problem, status=200, url=broker_url)
+    if parts.query or parts.fragment:
+        raise BrokerClientError(
+            "the broker's killbBaseUrl carries a query or a fragment", status=200, url=broker_url
+        )
+    return value.rstrip("/")
 
 
 class _ResponseHook:
@@ -432,7 +547,7 @@ def carriable_token(headers: dict[str, str]) -> str:
 # causes wins (requests wraps urllib3, which wraps the socket's own error).
 TRANSPORT_CAUSES: tuple[tuple[type[BaseException], str], ...] = (
     (requests.exceptions.ConnectTimeout, "connection timed out"),
-    (requests.exceptions.ReadTimeout, f"no answer within {READ_TIMEOUT:g} s"),
+    (requests.exceptions.ReadTimeout, "no answer within the read timeout"),
     (requests.exceptions.SSLError, "TLS handshake failed"),
     (requests.exceptions.InvalidURL, "invalid URL"),
     (ConnectionRefusedError, "connection refused"),
@@ -480,8 +595,9 @@ def retry_after_seconds(value: str | None) -> float | None:
     return None if math.isnan(seconds) else max(seconds, 0.0)
 
 
-def error_from(response: requests.Response) -> BrokerClientError:
-    """The typed error for a broker (or API Gateway) error answer, with its errorCode."""
+def error_from(response: requests.Response, broker_url: str | None = None) -> BrokerClientError:
+    """The typed error for a broker (or API Gateway) error answer, with its errorCode, and the
+    broker (API root) that gave it."""
     body = _json_object(response)
     code, text = body.get("errorCode"), body.get("message")
     error_code = code if isinstance(code, str) else None
@@ -497,30 +613,47 @@ def error_from(response: requests.Response) -> BrokerClientError:
             message,
             status=status,
             error_code=error_code,
+            url=broker_url,
             retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
     kinds: dict[int, type[BrokerClientError]] = {
         400: BrokerRequestInvalid,
         403: BrokerAccessDenied,
     }
-    return kinds.get(status, BrokerClientError)(message, status=status, error_code=error_code)
+    return kinds.get(status, BrokerClientError)(
+        message, status=status, error_code=error_code, url=broker_url
+    )
 
 
-_shared: dict[tuple[str, int, str | None], BrokerAuth] = {}
+URL_VARIABLE = "KILLB_BROKER_URL"
+
+_shared: dict[tuple[tuple[str, ...], int, str | None, str | None], BrokerAuth] = {}
 _shared_lock = threading.Lock()
 
 
 def get_auth_headers(
-    api_url: str, *, min_ttl: int = 300, region: str | None = None, rejected: str | None = None
+    broker_url: str | Sequence[str] | None = None,
+    *,
+    min_ttl: int = 300,
+    region: str | None = None,
+    api_id: str | None = None,
+    rejected: str | None = None,
 ) -> dict[str, str]:
     """The broker's current headers for code that does not use requests; cached per process.
 
+    broker_url: one broker URL or an ordered list, as BrokerAuth takes them; by default
+    $KILLB_BROKER_URL (one URL, or several separated by commas).
     Send them only over https:// (or to loopback). rejected: the fingerprint of a token KillB
     answered 401 to (fingerprint() of the Bearer token), so the broker hands out another.
     """
-    key = (broker_base_url(api_url), min_ttl, region)
+    if broker_url is None:
+        broker_url = os.environ.get(URL_VARIABLE, "")
+        if not broker_url.strip():
+            raise ValueError(f"no broker URL: pass broker_url or set {URL_VARIABLE}")
+    urls = tuple(broker_base_url(url) for url in broker_urls(broker_url))
+    key = (urls, min_ttl, region, api_id)
     with _shared_lock:
         auth = _shared.get(key)
         if auth is None:
-            auth = _shared[key] = BrokerAuth(api_url, min_ttl=min_ttl, region=region)
+            auth = _shared[key] = BrokerAuth(urls, min_ttl=min_ttl, region=region, api_id=api_id)
     return auth.headers(rejected=rejected)

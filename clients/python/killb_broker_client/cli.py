@@ -2,6 +2,7 @@
 
 The env and curl formats are shell-quoted (a header value holds a space), so a shell must parse
 them again: `eval "curl $(killb-broker headers --format curl) https://killb.app/api/v2/users"`.
+Every failure is one JSON line on stderr and a non-zero exit status, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,12 +17,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from killb_broker_client import proxy_cli
-from killb_broker_client.auth import MIN_TTL_LIMIT, BrokerAuth, check_fingerprint
-from killb_broker_client.errors import BrokerClientError, BrokerUnavailable
+from killb_broker_client.auth import (
+    MIN_TTL_LIMIT,
+    URL_VARIABLE,
+    BrokerAuth,
+    IssuedHeaders,
+    check_fingerprint,
+)
+from killb_broker_client.errors import AwsCredentialsError, BrokerClientError, BrokerUnavailable
 from killb_broker_client.signing import RegionNotFound
 
-URL_VARIABLE = "KILLB_BROKER_URL"
 ENV_NAMES = {"Authorization": "KILLB_AUTHORIZATION", "x-api-key": "KILLB_API_KEY"}
+# The shell variable of the broker's killbBaseUrl: where KillB is for the token printed.
+BASE_URL_NAME = "KILLB_BASE_URL"
 # health's exit status: 0 while a token can be had, NO_TOKEN when the broker holds none.
 HEALTHY = frozenset({"ok", "refreshing"})
 NO_TOKEN = 3
@@ -29,10 +37,14 @@ NO_TOKEN = 3
 HEALTH_EPILOG = f"""\
 exit status: 0 when the status is ok or refreshing (a token can be had now), {NO_TOKEN} when it
 is expired or missing, 1 when the broker could not be asked or refused, 2 for a usage error."""
-HEADERS_EPILOG = """\
-exit status: 0 with the headers on stdout; 1 when the broker could not be reached or refused
-(one JSON line on stderr: message, errorCode, status, retryAfter, url as far as known);
-2 for a usage error.
+HEADERS_EPILOG = f"""\
+formats: json prints the broker's answer, {{"headers": {{...}}, "expiresAt": "...",
+"killbBaseUrl": "..." or null}}; env prints one export line per header, and
+{BASE_URL_NAME} when the broker names KillB's URL; curl prints -H arguments.
+
+exit status: 0 with the headers on stdout; 1 when the broker could not be reached or refused,
+or the AWS credentials to sign with cannot be had (one JSON line on stderr: message, errorCode,
+status, retryAfter, url, profile as far as known); 2 for a usage error.
 
 After KillB answered 401 to a token, pass its fingerprint so the broker hands out another:
   --rejected "$(printf %s "$TOKEN" | sha256sum | cut -c1-12)"
@@ -64,12 +76,25 @@ def parser() -> argparse.ArgumentParser:
     commands = cli.add_subparsers(dest="command", required=True, metavar="COMMAND")
     broker = argparse.ArgumentParser(add_help=False)
     broker.add_argument(
+        "--url",
+        "--broker-url",
         "--api-url",
-        default=os.environ.get(URL_VARIABLE),
-        help=f"the broker API's URL, stage included (default: ${URL_VARIABLE})",
+        dest="broker_urls",
+        action="append",
+        metavar="URL",
+        help=(
+            "the broker API's URL, stage included; repeat it (or separate URLs with commas) "
+            "for several brokers, asked in that order "
+            f"(default: ${URL_VARIABLE}, which may hold a comma-separated list)"
+        ),
     )
     broker.add_argument(
-        "--region", help="region to sign for, when the URL names none (default: $AWS_REGION)"
+        "--region",
+        help="region to sign for, for every URL (default: the URL's, else $AWS_REGION)",
+    )
+    broker.add_argument(
+        "--api-id",
+        help="the broker API's id, for a VPC endpoint host (vpce-...vpce.amazonaws.com)",
     )
     headers = commands.add_parser(
         "headers",
@@ -89,7 +114,7 @@ def parser() -> argparse.ArgumentParser:
         "--format",
         choices=("json", "env", "curl"),
         default="json",
-        help="json (default), env (export lines for eval), or curl (-H arguments)",
+        help="json (default: the broker's answer), env (export lines for eval), or curl",
     )
     headers.add_argument(
         "--rejected",
@@ -114,14 +139,18 @@ def env_name(header: str) -> str:
     return ENV_NAMES.get(header) or "KILLB_" + re.sub(r"[^A-Za-z0-9]", "_", header).upper()
 
 
-def render(headers: dict[str, str], output_format: str) -> str:
+def render(issued: IssuedHeaders, output_format: str) -> str:
+    headers = issued.headers
     if output_format == "env":
-        return "\n".join(
-            f"export {env_name(name)}={shlex.quote(value)}" for name, value in headers.items()
-        )
+        exports = [(env_name(name), value) for name, value in headers.items()]
+        if issued.killb_base_url:
+            exports.append((BASE_URL_NAME, issued.killb_base_url))
+        return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in exports)
     if output_format == "curl":
         return " ".join(f"-H {shlex.quote(f'{name}: {value}')}" for name, value in headers.items())
-    return json.dumps(headers)
+    return json.dumps(
+        {"headers": headers, "expiresAt": issued.expires_at, "killbBaseUrl": issued.killb_base_url}
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,14 +158,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = cli.parse_args(argv)
     if arguments.command == "proxy":
         return proxy_cli.run(arguments)
-    if not arguments.api_url:
-        cli.error(f"--api-url or ${URL_VARIABLE} is required")
+    return ask_broker(cli, arguments)
+
+
+def ask_broker(cli: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
+    """`headers` and `health`: one call to the broker, its answer on stdout."""
+    urls = arguments.broker_urls or [os.environ.get(URL_VARIABLE, "")]
+    if not any(url.strip(" ,") for url in urls):
+        cli.error(f"--url or ${URL_VARIABLE} is required")
+    shown_urls = ",".join(urls)
     try:
         auth = BrokerAuth(
-            arguments.api_url, min_ttl=getattr(arguments, "min_ttl", 300), region=arguments.region
+            urls,
+            min_ttl=getattr(arguments, "min_ttl", 300),
+            region=arguments.region,
+            api_id=arguments.api_id,
         )
     except RegionNotFound:
         return fail("no region for the broker URL: pass --region or set AWS_REGION")
+    except BrokerClientError as error:  # the AWS config could not even be read for a region
+        return fail_from(error, shown_urls)
     except ValueError as error:  # a URL that cannot be used
         return fail(str(error))
     try:
@@ -144,21 +185,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             health = auth.health()
             print(json.dumps(health.to_json()))
             return 0 if health.status in HEALTHY else NO_TOKEN
-        headers = auth.headers(rejected=arguments.rejected)
+        issued = auth.issued(rejected=arguments.rejected)
     except BrokerClientError as error:
-        return fail_from(error, auth.api_url)
-    print(render(headers, arguments.format))
+        return fail_from(error, shown_urls)
+    print(render(issued, arguments.format))
     return 0
 
 
-def fail_from(error: BrokerClientError, api_url: str) -> int:
+def fail_from(error: BrokerClientError, broker_urls: str) -> int:
     retry_after = error.retry_after if isinstance(error, BrokerUnavailable) else None
+    profile = error.profile if isinstance(error, AwsCredentialsError) else None
     return fail(
         error.message,
         errorCode=error.error_code,
         status=error.status,
         retryAfter=retry_after,
-        url=api_url,
+        url=error.url or broker_urls,
+        profile=profile,
     )
 
 

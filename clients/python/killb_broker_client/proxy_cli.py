@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-from killb_broker_client.auth import BrokerAuth, require_safe_destination
+from killb_broker_client.auth import URL_VARIABLE, BrokerAuth, require_safe_destination
 from killb_broker_client.errors import BrokerClientError
 from killb_broker_client.signing import RegionNotFound, is_loopback
 
@@ -53,10 +53,14 @@ def add_parser(commands: Any) -> None:
         nargs="+",
         metavar="URL",
         help="the broker API's URL, stage included; several for failover, in order "
-        "(default: $KILLB_BROKER_URL)",
+        "(default: $KILLB_BROKER_URL, comma-separated)",
     )
     proxy.add_argument(
         "--region", help="region to sign for, when the URL names none (default: $AWS_REGION)"
+    )
+    proxy.add_argument(
+        "--api-id",
+        help="the API's id, for a broker URL that is a VPC endpoint's own host (no API id in it)",
     )
     proxy.add_argument(
         "--killb-url",
@@ -92,28 +96,16 @@ def configure_logging(level: str) -> None:
         library.setLevel(max(logging.getLevelName(level), logging.INFO))
 
 
+class UsageError(Exception):
+    """An option the proxy cannot start with; the message says which and why."""
+
+
 def run(arguments: argparse.Namespace) -> int:
     """`killb-broker proxy`: serve until SIGTERM or SIGINT. Exit status 0, or 2 for a usage
     error (one JSON line on stderr)."""
-    urls = arguments.broker_url or [os.environ.get("KILLB_BROKER_URL", "").strip()]
-    if not all(urls):
-        return usage_error("--broker-url or $KILLB_BROKER_URL is required")
-    host, port = arguments.listen or parse_listen(DEFAULT_LISTEN)
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if host.lower() != "localhost":
-            return usage_error("--listen needs an IP address (or localhost)")
-    if arguments.killb_url:
-        try:
-            require_safe_destination(arguments.killb_url)
-        except BrokerClientError as error:
-            return usage_error(f"--killb-url: {error.message}")
-    try:
-        auth = BrokerAuth(urls, min_ttl=arguments.min_ttl, region=arguments.region)
-    except RegionNotFound:
-        return usage_error("no region for the broker URL: pass --region or set AWS_REGION")
-    except ValueError as error:
+        auth, (host, port) = broker_auth(arguments), listen_address(arguments)
+    except UsageError as error:
         return usage_error(str(error))
     from killb_broker_client.proxy import KillBProxy, ProxySettings, serve  # noqa: PLC0415
 
@@ -124,7 +116,6 @@ def run(arguments: argparse.Namespace) -> int:
             "as this service",
             host,
         )
-
     settings = ProxySettings(
         connect_timeout=arguments.connect_timeout,
         read_timeout=arguments.read_timeout,
@@ -134,6 +125,38 @@ def run(arguments: argparse.Namespace) -> int:
     )
     asyncio.run(serve(KillBProxy(auth, settings), host, port))
     return 0
+
+
+def broker_auth(arguments: argparse.Namespace) -> BrokerAuth:
+    """The broker client of --broker-url (or $KILLB_BROKER_URL), --region, --api-id, --min-ttl."""
+    urls = arguments.broker_url or [os.environ.get(URL_VARIABLE, "")]
+    if not any(url.strip(" ,") for url in urls):
+        raise UsageError(f"--broker-url or ${URL_VARIABLE} is required")
+    if arguments.killb_url:
+        try:
+            require_safe_destination(arguments.killb_url)
+        except BrokerClientError as error:
+            raise UsageError(f"--killb-url: {error.message}") from error
+    try:
+        return BrokerAuth(
+            urls, min_ttl=arguments.min_ttl, region=arguments.region, api_id=arguments.api_id
+        )
+    except RegionNotFound as error:
+        raise UsageError("no region for the broker URL: pass --region or set AWS_REGION") from error
+    except BrokerClientError as error:  # the AWS config could not even be read for a region
+        raise UsageError(error.message) from error
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
+def listen_address(arguments: argparse.Namespace) -> tuple[str, int]:
+    host, port = arguments.listen or parse_listen(DEFAULT_LISTEN)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host.lower() != "localhost":
+            raise UsageError("--listen needs an IP address (or localhost)") from None
+    return host, port
 
 
 def usage_error(message: str) -> int:

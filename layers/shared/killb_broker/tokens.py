@@ -17,6 +17,13 @@ def fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
+def is_fingerprint(value: object) -> TypeIs[str]:
+    """True for a token fingerprint as fingerprint() writes it: 12 lowercase hex digits."""
+    return (
+        isinstance(value, str) and len(value) == 12 and all(c in "0123456789abcdef" for c in value)
+    )
+
+
 def is_visible_ascii(value: object) -> TypeIs[str]:
     """True for a non-empty str of visible ASCII only (0x21-0x7E): what a header value or a
     token may be. A space, CR, LF, NUL, a non-ASCII letter or a padded end all fail it."""
