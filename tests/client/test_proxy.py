@@ -461,6 +461,24 @@ def test_killb_url_option_serves_a_broker_that_names_none(
     assert response.status_code == 200
 
 
+def test_several_brokers_the_first_down_the_next_serves(
+    sandbox: KillBSandbox, broker: ScriptedBroker, broker_api: BrokerServer
+) -> None:
+    # Given two brokers in order, the first of which accepts no connection
+    broker.script(issued_for(login(sandbox), sandbox.base_url))
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}"
+
+    # When the caller calls KillB through a proxy given both
+    with running_proxy(BrokerAuth([down, broker_api.base_url])) as proxy:
+        response = requests.get(f"{proxy.base_url}/api/v2/users", timeout=10)
+
+    # Then the second broker's token served the call
+    assert response.status_code == 200
+    assert broker.calls == 1
+
+
 # Its own routes, addresses and logs
 
 

@@ -49,6 +49,9 @@ def add_parser(commands: Any) -> None:
     )
     proxy.add_argument(
         "--broker-url",
+        "--url",
+        "--api-url",
+        dest="broker_url",
         action="extend",
         nargs="+",
         metavar="URL",
