@@ -110,7 +110,12 @@ def run(arguments: argparse.Namespace) -> int:
         auth, (host, port) = broker_auth(arguments), listen_address(arguments)
     except UsageError as error:
         return usage_error(str(error))
-    from killb_broker_client.proxy import KillBProxy, ProxySettings, serve  # noqa: PLC0415
+    from killb_broker_client.proxy import (  # noqa: PLC0415
+        KillBProxy,
+        ProxySettings,
+        new_event_loop,
+        serve,
+    )
 
     configure_logging(arguments.log_level)
     if not is_loopback(host):
@@ -126,7 +131,8 @@ def run(arguments: argparse.Namespace) -> int:
         shutdown_timeout=arguments.shutdown_timeout,
         killb_url=arguments.killb_url,
     )
-    asyncio.run(serve(KillBProxy(auth, settings), host, port))
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(serve(KillBProxy(auth, settings), host, port))
     return 0
 
 
