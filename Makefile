@@ -1,4 +1,5 @@
-# The two commands a newcomer needs: `make demo` and `make test`. Everything else is set-up they call.
+# The two commands a newcomer needs: `make demo` and `make test`. Everything else is set-up they
+# call, or a part of them: `make check` (the quick loop), `make build`, `make dist`.
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := test
@@ -13,7 +14,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test demo local samlocal bench bench-ts lint typecheck bandit template checkov pytest iam ts lock clean
+.PHONY: test check build dist demo local samlocal bench bench-ts lint typecheck bandit template checkov pytest iam ts lock clean
 
 $(BIN)/.installed: requirements/dev.txt layers/shared/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it, or set PYTHON313=/path/to/python3.13)"; exit 1; }
@@ -35,12 +36,20 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
 bandit: $(BIN)/.installed
-	$(BIN)/bandit -q -c pyproject.toml -r layers functions local
+	$(BIN)/bandit -q -c pyproject.toml -r layers functions local ops
+
+# sam build runs from the venv, whose python3.13 is first on PATH (exported above): SAM checks
+# that python3.13 runs, and a pyenv shim without a 3.13 selected fails its "Binary validation".
+SAM_BUILD := $(BIN)/sam build --cached --parallel
 
 template: $(BIN)/.installed
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint --region $(AWS_DEFAULT_REGION)
-	$(BIN)/sam build --cached --parallel
+	$(SAM_BUILD)
+
+# `sam build` into .aws-sam/, for `sam deploy` and `sam local`: wherever `make demo` works.
+build: $(BIN)/.installed
+	$(SAM_BUILD)
 
 checkov: $(CHECKOV_VENV)/.installed
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --framework cloudformation --file template.yaml --skip-download
@@ -58,8 +67,13 @@ iam: $(BIN)/.installed
 
 test: lint typecheck bandit template checkov pytest iam ts samlocal
 
+# The quick loop before a commit: no Docker, no `sam build`, no Node; a few minutes.
+# `make test` runs all of it and more (template, checkov, IAM engine, TypeScript client, sam local).
+check: lint typecheck bandit pytest
+
 # `sam local invoke` / `start-api` of both functions in SAM's Lambda container, checked by
-# tests/samlocal/. Needs root: it runs its own dockerd in a network namespace of its own.
+# tests/samlocal/. With a Docker engine that answers (`docker info`) it uses that one; without,
+# it needs root and runs its own dockerd in a network namespace of its own.
 samlocal: $(BIN)/.installed
 	bash local/samlocal/run.sh
 
@@ -78,13 +92,22 @@ ts: $(BIN)/.installed $(TS)/node_modules/.installed
 bench-ts: $(BIN)/.installed $(TS)/node_modules/.installed
 	cd $(TS) && PYTHON=$(CURDIR)/$(BIN)/python npm run --silent bench
 
+# The two caller clients as files to install elsewhere: the npm tarball and the Python wheel.
+DIST ?= dist
+dist: $(BIN)/.installed $(TS)/node_modules/.installed
+	mkdir -p $(DIST) && rm -f $(DIST)/killb-broker-client-*.tgz $(DIST)/killb_broker_client-*.whl
+	cd $(TS) && npm pack --silent --pack-destination $(abspath $(DIST)) >/dev/null
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation ./clients/python -w $(DIST)
+	@ls -1 $(DIST)
+
 demo: $(BIN)/.installed
 	$(BIN)/python local/demo.py
 
 # The local stack, kept up until Ctrl-C; LOCAL_HOST=<docker0 address> for `sam local` on Linux.
-LOCAL_HOST ?= 127.0.0.1
+# Unset or empty: loopback (local/stack.py's own default).
+LOCAL_HOST ?=
 local: $(BIN)/.installed
-	$(BIN)/python local/stack.py --host $(LOCAL_HOST)
+	$(BIN)/python local/stack.py $(if $(strip $(LOCAL_HOST)),--host $(LOCAL_HOST))
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench
@@ -103,5 +126,5 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache dist
 	rm -rf $(TS)/node_modules $(TS)/dist $(TS)/build

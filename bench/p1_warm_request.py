@@ -18,6 +18,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from lambda_runtime import LambdaContext
 
 from bench.simulation import fake_aws, handlers_output_to
+from killb_broker.store import access_token_to_json
 from killb_broker.tokens import AccessToken
 from tests.support import load_event, load_function
 
@@ -40,6 +41,7 @@ def floor_handler(null: Any) -> Handler:
         "headers": {"Authorization": "Bearer constant", "x-api-key": "constant"},
         "expiresAt": "2026-11-28T02:00:00Z",
         "expiresIn": 3600,
+        "killbBaseUrl": "https://killb.app",
     }
 
     @app.get("/v1/auth-headers")
@@ -50,6 +52,7 @@ def floor_handler(null: Any) -> Handler:
             "broker audit",
             extra={
                 "outcome": "issued",
+                "status": 200,
                 "caller_arn": identity.user_arn,
                 "source_ip": identity.source_ip,
                 "route": "/v1/auth-headers",
@@ -71,8 +74,10 @@ def floor_handler(null: Any) -> Handler:
 def load_broker() -> ModuleType:
     """The real broker, cold-started over moto, with an hour-long token in its secret."""
     secrets = boto3.client("secretsmanager")
-    token = AccessToken("bench-token", int(time.time()) + 3600, api_key="bench-key")
-    secrets.create_secret(Name=SECRET_ID, SecretString=token.to_secret_string())
+    token = AccessToken(
+        "bench-token", int(time.time()) + 3600, api_key="bench-key", base_url="https://killb.app"
+    )
+    secrets.create_secret(Name=SECRET_ID, SecretString=access_token_to_json(token))
     os.environ |= {
         "ACCESS_TOKEN_SECRET_ID": SECRET_ID,
         "REFRESHER_FUNCTION_NAME": "killb-bench-refresher",

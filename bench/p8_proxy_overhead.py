@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 import aiohttp
+from botocore.credentials import ReadOnlyCredentials
 from broker_server import serve_broker
 
 from bench import ROOT
@@ -34,6 +35,9 @@ CONNECTIONS = 64
 THROUGHPUT_SECONDS = 1.5
 THROUGHPUT_ROUNDS = 9
 PATH = "/fixed"
+# Fake AWS credentials: the callers sign with them, the local API Gateway checks them.
+BENCH_KEY = "bench"
+BENCH_CREDENTIALS = ReadOnlyCredentials(BENCH_KEY, BENCH_KEY, None)
 
 
 @contextmanager
@@ -43,10 +47,9 @@ def process(*command: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     Its output goes to a file, so a proxy logging a line per request never blocks on a pipe.
     """
     environment = {
-        **os.environ,
-        # Fake AWS credentials: the local broker notices a signature, never checks it.
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
+        **{name: value for name, value in os.environ.items() if not name.startswith("AWS_")},
+        "AWS_ACCESS_KEY_ID": BENCH_KEY,
+        "AWS_SECRET_ACCESS_KEY": BENCH_KEY,
         "AWS_REGION": "us-east-1",
         "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("clients/python", "local", ".")),
     }
@@ -133,7 +136,9 @@ def main() -> None:
     broker = ScriptedBroker()
     with (
         process("-m", "tests.client.echo_upstream") as (_, upstream_url),
-        serve_broker(broker, caller_arn=CALLER_ARN, account_id=ACCOUNT_ID) as broker_api,
+        serve_broker(
+            broker, caller_arn=CALLER_ARN, account_id=ACCOUNT_ID, credentials=BENCH_CREDENTIALS
+        ) as broker_api,
     ):
         answer = issued("kb-bench-token", api_key=None)
         body = json.loads(answer["body"])

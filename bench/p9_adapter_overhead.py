@@ -14,6 +14,7 @@ from typing import Any
 
 import killb.api_requests
 import requests
+from botocore.credentials import ReadOnlyCredentials
 from broker_server import serve_broker
 from killb.api_requests import ApiRequests
 from killb.user import User
@@ -27,6 +28,9 @@ GOAL = 1.05
 ROUNDS = 21
 CALLS_PER_ROUND = 100
 QUERY = {"email": "ana@example.test"}
+# Fake AWS credentials: the adapter signs with them, the local API Gateway checks them.
+BENCH_KEY = "bench"
+BENCH_CREDENTIALS = ReadOnlyCredentials(BENCH_KEY, BENCH_KEY, None)
 
 
 def fixed_token_sdk(sandbox: KillBSandbox, token: str) -> User:
@@ -61,14 +65,17 @@ def ratio(adapter: Callable[[], Any], plain: Callable[[], Any]) -> float:
 
 
 def main() -> None:
-    # Fake AWS credentials: the local broker notices a signature, never checks it.
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    os.environ.setdefault("AWS_REGION", "us-east-1")
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ["AWS_ACCESS_KEY_ID"] = BENCH_KEY
+    os.environ["AWS_SECRET_ACCESS_KEY"] = BENCH_KEY
+    os.environ["AWS_REGION"] = "us-east-1"
     broker = ScriptedBroker()
     with (
         KillBSandbox({SANDBOX_EMAIL: Account(password=SANDBOX_PASSWORD)}) as sandbox,
-        serve_broker(broker, caller_arn=CALLER_ARN, account_id=ACCOUNT_ID) as broker_api,
+        serve_broker(
+            broker, caller_arn=CALLER_ARN, account_id=ACCOUNT_ID, credentials=BENCH_CREDENTIALS
+        ) as broker_api,
     ):
         token = requests.post(
             f"{sandbox.base_url}/api/v2/auth/login",

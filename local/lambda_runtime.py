@@ -11,7 +11,9 @@ from pathlib import Path
 from types import ModuleType
 
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+# The one account id and region of everything local: the demo, `make local`, the tests.
 ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
 
 
 def load_function(name: str) -> ModuleType:
@@ -39,7 +41,7 @@ class LambdaContext:
 
     @property
     def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{self.function_name}"
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms

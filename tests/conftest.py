@@ -32,6 +32,7 @@ def aws_sandboxed(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_ENDPOINT_URL_SECRETSMANAGER",
         "AWS_ENDPOINT_URL_SECRETS_MANAGER",
         "AWS_ENDPOINT_URL_LAMBDA",
+        "AWS_ENDPOINT_URL_EVENTBRIDGE",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")

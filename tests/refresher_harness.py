@@ -24,11 +24,10 @@ import time_machine
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
 
-from killb_broker.killb_api import KillBAuthClient
 from killb_broker.observability import logger
 from killb_sandbox.accounts import SANDBOX_EMAIL, SANDBOX_PASSWORD
 from killb_sandbox.server import Account, KillBSandbox
-from tests.support import load_event, load_function
+from tests.support import SessionHooks, load_event, load_function
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -91,6 +90,8 @@ class Refresher:
     clock: Clock
     context: Any
     capsys: pytest.CaptureFixture[str]
+    # Hooks on the clients the handler built at its cold start (Secrets Manager's).
+    hooks: SessionHooks
     output: list[str] = field(default_factory=list)
 
     def run(self, event_file: str = "refresher-scheduled.json") -> dict[str, Any]:
@@ -126,6 +127,11 @@ class Refresher:
     def versions(self) -> tuple[str, str]:
         return self.secret(SESSION_ID)[1], self.secret(ACCESS_TOKEN_ID)[1]
 
+    def stored(self) -> tuple[tuple[str, str], tuple[str, str]]:
+        """What rule R5 keeps as it was: the session and access-token secrets, each its
+        SecretString and VersionId."""
+        return self.secret(SESSION_ID), self.secret(ACCESS_TOKEN_ID)
+
     def metrics(self) -> dict[str, list[float]]:
         """Every metric the last invocation emitted (EMF lines on stdout), by name."""
         emitted: dict[str, list[float]] = {}
@@ -157,9 +163,7 @@ class Refresher:
             response = AWSResponse("https://test.invalid", 400, {}, None)  # type: ignore[arg-type]
             return response, {**error, "ResponseMetadata": {"HTTPStatusCode": 400}}
 
-        self.app.STORE._client.meta.events.register_first(
-            "before-call.secrets-manager.PutSecretValue", refuse
-        )
+        self.hooks.add("before-call.secrets-manager.PutSecretValue", refuse)
 
 
 class CurrentStdout:
@@ -186,10 +190,7 @@ def logs_to_capsys(monkeypatch: pytest.MonkeyPatch) -> None:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     with time_machine.travel(START, tick=False) as traveller:
         fixed = Clock(traveller)
-        # The KillB client's retry waits (its default sleep) and botocore's (time.sleep).
-        client_defaults = KillBAuthClient.__init__.__kwdefaults__
-        assert client_defaults is not None
-        monkeypatch.setitem(client_defaults, "sleep", fixed.sleep)
+        # The KillB client's retry waits and botocore's: both wait with time.sleep.
         monkeypatch.setattr(time, "sleep", fixed.sleep)
         yield fixed
 
@@ -223,8 +224,12 @@ def refresher(
             "KILLB_BASE_URL": sandbox.base_url,
         }.items():
             monkeypatch.setenv(variable, value)
-        app = load_function("refresher")
-        capsys.readouterr()
-        refresher = Refresher(app, secrets, sandbox, clock, lambda_context, capsys)
-        refresher.put_credentials()
-        yield refresher
+        hooks = SessionHooks()
+        try:
+            app = load_function("refresher")
+            capsys.readouterr()
+            refresher = Refresher(app, secrets, sandbox, clock, lambda_context, capsys, hooks)
+            refresher.put_credentials()
+            yield refresher
+        finally:
+            hooks.close()

@@ -1,4 +1,5 @@
-"""The broker's on-demand invoke of the refresher, stubbed in boto3 (botocore's Stubber): the
+"""The broker's on-demand invoke of the refresher, stubbed in boto3 (botocore's Stubber) for the
+unit tests of the token source, which are given their Lambda client: the
 two invokes the broker may make, and the answers a test makes the refresher give to them."""
 
 from __future__ import annotations

@@ -4,12 +4,15 @@ start would (local/lambda_runtime.py, shared with the demo and the benchmarks)."
 from __future__ import annotations
 
 import json
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 from lambda_runtime import load_function
 
-__all__ = ["EVENTS", "ROOT", "load_event", "load_function"]
+__all__ = ["EVENTS", "ROOT", "SessionHooks", "load_event", "load_function"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -19,3 +22,46 @@ def load_event(name: str) -> dict[str, Any]:
     """One of the JSON files in events/, the same ones `sam local invoke -e` takes."""
     event: dict[str, Any] = json.loads((EVENTS / name).read_text())
     return event
+
+
+Hook = Callable[..., Any]
+
+
+class SessionHooks:
+    """botocore event hooks for every client built from now on through boto3's default session,
+    as a handler builds its clients at cold start: a test reaches the handler's own clients
+    without touching the handler. Create it before the handler is loaded; hooks may be added at
+    any time after; close() takes it off the session."""
+
+    PREFIXES = (
+        "before-call.secrets-manager",
+        "before-send.secrets-manager",
+        "before-parameter-build.lambda",
+        "after-call.lambda",
+    )
+
+    def __init__(self) -> None:
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        self._events = boto3.DEFAULT_SESSION.events
+        self._hooks: defaultdict[str, list[Hook]] = defaultdict(list)
+        for prefix in self.PREFIXES:
+            self._events.register_first(prefix, self._dispatch)
+
+    def add(self, event_name: str, hook: Hook) -> None:
+        """hook(**botocore's kwargs) on that event, such as
+        before-call.secrets-manager.GetSecretValue; the first hook answering something other than
+        None decides, as botocore's own do."""
+        self._hooks[event_name].append(hook)
+
+    def close(self) -> None:
+        for prefix in self.PREFIXES:
+            self._events.unregister(prefix, self._dispatch)
+
+    def _dispatch(self, event_name: str, **kwargs: Any) -> Any:
+        for hook in list(self._hooks.get(event_name, ())):
+            answer = hook(event_name=event_name, **kwargs)
+            if answer is not None:
+                return answer
+        return None

@@ -1,6 +1,7 @@
 """The refresher's Lambda handler: on a schedule, or when asked ({"force": true}, a rejected
 token's fingerprint, {"revoke": true}), keep a fresh KillB session in Secrets Manager through
-killb_broker.policy, count what happened, return the summary."""
+killb_broker.policy, tell operators what they must know (EventBridge), count what happened,
+return the summary."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import os
 import time
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from killb_broker.aws import secretsmanager_client
 from killb_broker.config import RefresherConfig, is_sam_local
 from killb_broker.errors import ConfigurationError
 from killb_broker.killb_api import KillBAuthClient
+from killb_broker.notifications import Notifier
 from killb_broker.observability import logger, metrics
 from killb_broker.policy import KillB, RefreshSettings, run
 from killb_broker.store import TokenStore
@@ -29,10 +32,15 @@ STORE = TokenStore(
     credentials_secret_id=CONFIG.credentials_secret_id,
     session_secret_id=CONFIG.session_secret_id,
     access_token_secret_id=CONFIG.access_token_secret_id,
+    replica_regions=CONFIG.replica_regions,
 )
 SETTINGS = RefreshSettings(
-    refresh_window=CONFIG.refresh_window_seconds, login_backoff=CONFIG.login_backoff_seconds
+    refresh_window=CONFIG.refresh_window_seconds,
+    login_backoff=CONFIG.login_backoff_seconds,
+    base_url=CONFIG.killb_base_url,
+    token_check=CONFIG.token_check_seconds,
 )
+NOTIFIER = Notifier(CONFIG.stack_name)
 
 
 def connect_killb(api_key: str | None) -> KillB:
@@ -54,8 +62,13 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, str | int | 
     logger.set_correlation_id(context.aws_request_id)
     now = time.time()
     outcome = run(event, STORE, connect_killb, now=now, settings=SETTINGS)
+    delivery = NOTIFIER.send(outcome.notices, now=now)
     for name, unit, value in outcome.metrics(now):
         metrics.add_metric(name=name, unit=unit, value=value)
+    if delivery.sent:
+        metrics.add_metric(name="EventsSent", unit=MetricUnit.Count, value=delivery.sent)
+    if delivery.not_sent:
+        metrics.add_metric(name="EventsNotSent", unit=MetricUnit.Count, value=delivery.not_sent)
     summary = outcome.summary()
     logger.info(f"refresher run: {outcome.action.value}", extra=summary)
     return summary

@@ -1,6 +1,6 @@
 """A fake KillB on loopback: login, refresh with single-use rotating refresh tokens, logout, the
-users list, KillB's error shape and codes, revocation and faults a test injects, and a record of
-every request received.
+token's claims (/auth/me), the users list, KillB's error shape and codes, revocation and faults a
+test injects, and a record of every request received.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from urllib.parse import parse_qsl, urlsplit
 LOGIN_PATH = "/api/v2/auth/login"
 REFRESH_PATH = "/api/v2/auth/refresh"
 LOGOUT_PATH = "/api/v2/auth/logout"
+ME_PATH = "/api/v2/auth/me"
 USERS_PATH = "/api/v2/users"
 QUOTATIONS_PATH = "/api/v2/quotations"
 ENDPOINTS = {
     LOGIN_PATH: "login",
     REFRESH_PATH: "refresh",
     LOGOUT_PATH: "logout",
+    ME_PATH: "me",
     USERS_PATH: "users",
     QUOTATIONS_PATH: "quotations",
 }
@@ -45,7 +47,7 @@ FAKE_USERS = (
     {"id": "usr_0002", "email": "luis@example.test", "name": "Luis Example"},
 )
 
-Endpoint = Literal["login", "refresh", "logout", "users", "quotations", "any"]
+Endpoint = Literal["login", "refresh", "logout", "me", "users", "quotations", "any"]
 
 # Every token any sandbox in this process issued, so a leak check can search logs for them all.
 _EVERY_TOKEN_ISSUED: set[str] = set()
@@ -145,6 +147,7 @@ class _Grant:
     email: str
     session: int
     expires_at: float
+    issued_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -336,7 +339,7 @@ class KillBSandbox:
     def _wait(self, seconds: float) -> None:
         self._stopping.wait(seconds)
 
-    def _answer(
+    def _answer(  # noqa: PLR0911 - one return per route
         self, method: str, path: str, headers: dict[str, str], body: bytes, query: str = ""
     ) -> _Answer:
         if method == "POST" and path == QUOTATIONS_PATH:
@@ -347,6 +350,8 @@ class KillBSandbox:
             return self._refresh(headers, body)
         if method == "POST" and path == LOGOUT_PATH:
             return self._logout(headers)
+        if method == "GET" and path == ME_PATH:
+            return self._me(headers)
         if method == "GET" and path == USERS_PATH:
             return self._users(headers, query)
         return _killb_error(404, "NOT_FOUND.0001", f"Cannot {method} {path}")
@@ -389,6 +394,14 @@ class KillBSandbox:
             for token in [t for t, g in self._refresh_tokens.items() if g.session == session]:
                 del self._refresh_tokens[token]
         return _json_answer(200, {"message": ["Logged out"], "statusCode": "200"})
+
+    def _me(self, headers: dict[str, str]) -> _Answer:
+        """The Bearer token's claims, as KillB's MeResponseDto has them; KillB's refusal of a
+        revoked or unknown token (AUTH.0003) or an expired one (AUTH.0002)."""
+        grant = self._bearer(headers)
+        if isinstance(grant, _Answer):
+            return grant
+        return _json_answer(200, _claims(grant))
 
     def _users(self, headers: dict[str, str], query: str = "") -> _Answer:
         """The users, or those matching the query's fields (GET /api/v2/users?email=...)."""
@@ -440,7 +453,9 @@ class KillBSandbox:
             _EVERY_TOKEN_ISSUED.update((access_token, refresh_token))
         with self._lock:
             lifetime_ms = self.token_lifetime_ms
-            self._access_tokens[access_token] = _Grant(email, session, now + lifetime_ms / 1000)
+            self._access_tokens[access_token] = _Grant(
+                email, session, now + lifetime_ms / 1000, issued_at=now
+            )
             self._refresh_tokens[refresh_token] = _Grant(
                 email, session, now + REFRESH_TOKEN_LIFETIME_MS / 1000
             )
@@ -448,6 +463,25 @@ class KillBSandbox:
             201,
             {"accessToken": access_token, "expiresIn": lifetime_ms, "refreshToken": refresh_token},
         )
+
+
+def _claims(grant: _Grant) -> dict[str, Any]:
+    """What KillB's GET /api/v2/auth/me answers for a live token: who it is, and the token's
+    issued-at and expiry in whole seconds (fixed ids: the sandbox has one customer)."""
+    created = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(grant.issued_at))
+    return {
+        "id": f"usr_{grant.session:04d}",
+        "email": grant.email,
+        "customerId": "cus_0001",
+        "roles": ["role_api"],
+        "permissions": ["user:read", "ramp:read", "quotation:create"],
+        "createdAt": created,
+        "updatedAt": created,
+        "active": True,
+        "iat": int(grant.issued_at),
+        "exp": int(grant.expires_at),
+        "origin": "API",
+    }
 
 
 def _json_body(body: bytes) -> dict[str, Any]:

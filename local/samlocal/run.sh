@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # `make samlocal`: `sam local invoke` and `sam local start-api` for real, in SAM's own Lambda
-# container, with tests/samlocal/ checking what they answer. Needs root (it runs a dockerd).
+# container, with tests/samlocal/ checking what they answer.
 #
-# Everything runs inside a network namespace made for this run, holding only loopback and the
-# Docker bridge: no container, and no server the tests start, can reach beyond this machine.
-# Its dockerd keeps images in a cache (the stand-in Lambda image is built once), and everything
-# else it started (containers, dockerd, mounts, the namespace) is gone when this script exits.
+# With a Docker engine that already answers (`docker info`: Docker Desktop, a developer's own
+# dockerd), it uses that engine as it is: SAM's containers reach the tests' servers at the
+# engine's host gateway, and the Lambda image is pulled if missing. Nothing else of the engine's
+# (its containers, its images) is touched.
+#
+# Without one it needs root, and runs a dockerd of its own. Everything then runs inside a
+# network namespace made for this run, holding only loopback and the Docker bridge: no
+# container, and no server the tests start, can reach beyond this machine. Its dockerd keeps
+# images in a cache (the stand-in Lambda image is built once), and everything else it started
+# (containers, dockerd, mounts, the namespace) is gone when this script exits.
 #
 # Usage: local/samlocal/run.sh [pytest arguments]
 set -euo pipefail
@@ -23,12 +29,11 @@ export PATH="$root/.venv/bin:$PATH" SAM_CLI_TELEMETRY=0
 say() { echo "samlocal: $*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
 
-[ "$(id -u)" = 0 ] || fail "needs root (it runs its own dockerd in a network namespace of its own)"
 [ -x "$python" ] || fail "no $python: run 'make' once to build the virtualenv"
 
 case "$(uname -m)" in
   x86_64) arch=x86_64 ;;
-  aarch64) arch=arm64 ;;
+  aarch64|arm64) arch=arm64 ;;
   *) fail "no Lambda architecture for $(uname -m)" ;;
 esac
 image="public.ecr.aws/lambda/python:3.13-$arch"
@@ -147,4 +152,61 @@ say "done after $((SECONDS - started)) s"
 return "$status"
 }
 
-main "$@"
+# A Docker engine of the caller's answers: the docker CLI is there and `docker info` works.
+engine_answers() {
+  command -v docker >/dev/null || return 1
+  if command -v timeout >/dev/null; then
+    timeout 30 docker info >/dev/null 2>&1
+  else
+    docker info >/dev/null 2>&1
+  fi
+}
+
+# The same checks on the caller's engine: no namespace, no dockerd of ours, no apt.
+existing_engine_main() {
+started=$SECONDS
+mkdir -p "$cache"
+work_dir="$(mktemp -d "${TMPDIR:-/tmp}/killb-samlocal.XXXXXX")"
+trap 'status=$?; rm -rf "$work_dir"; exit "$status"' EXIT
+# SAM CLI reads DOCKER_HOST, not the docker CLI's current context (colima, rootless, Desktop).
+if [ -z "${DOCKER_HOST:-}" ]; then
+  DOCKER_HOST="$(docker context inspect --format '{{.Endpoints.docker.Host}}' 2>/dev/null || true)"
+  [ -z "$DOCKER_HOST" ] || export DOCKER_HOST
+fi
+# Where SAM's containers reach the tests' servers (`--add-host host.docker.internal:host-gateway`):
+# Docker Desktop forwards it to this machine's loopback; a Linux dockerd routes it to its
+# bridge's gateway, on which the servers must then listen.
+local host="${KILLB_SAMLOCAL_BRIDGE_IP:-}"
+if [ -z "$host" ]; then
+  if docker info --format '{{.OperatingSystem}}' 2>/dev/null | grep -q 'Docker Desktop'; then
+    host=127.0.0.1
+  else
+    host="$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}')"
+  fi
+fi
+[ -n "$host" ] || fail "no address of the Docker bridge: set KILLB_SAMLOCAL_BRIDGE_IP to the host gateway's"
+say "using the Docker engine that answers (${DOCKER_HOST:-its default socket}); servers on $host"
+
+docker image inspect "$image" >/dev/null 2>&1 || docker pull "$image" >/dev/null \
+  || fail "cannot pull $image: pull it by hand, or build a stand-in with local/samlocal/lambda-image.sh $image"
+say "image $image ready after $((SECONDS - started)) s"
+
+sed -E "/Architecture/ s/\barm64\b/$arch/g" "$root/template.yaml" >"$work_dir/template.yaml"
+(cd "$root" && "$root/.venv/bin/sam" build --template-file "$work_dir/template.yaml" \
+  --base-dir "$root" --build-dir "$work_dir/build" --cached --cache-dir "$cache/sam-build" \
+  >"$work_dir/sam-build.log" 2>&1) || { tail -20 "$work_dir/sam-build.log" >&2; fail "sam build"; }
+say "sam build done after $((SECONDS - started)) s"
+
+local status=0
+KILLB_SAMLOCAL_TEMPLATE="$work_dir/build/template.yaml" KILLB_SAMLOCAL_BRIDGE_IP="$host" \
+  "$python" -m pytest -p no:cacheprovider "$root/tests/samlocal" "$@" || status=$?
+say "done after $((SECONDS - started)) s"
+return "$status"
+}
+
+if engine_answers; then
+  existing_engine_main "$@"
+else
+  [ "$(id -u)" = 0 ] || fail "no Docker engine answers ('docker info'): install and start Docker (Docker Desktop, or Docker Engine on Linux), or run this as root to have it run a dockerd of its own"
+  main "$@"
+fi

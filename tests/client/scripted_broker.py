@@ -8,9 +8,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import lambda_runtime
 from broker_server import serve_broker
 
-ACCOUNT_ID = "123456789012"
+ACCOUNT_ID = lambda_runtime.ACCOUNT_ID  # the one account of everything local
+
 CALLER_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/payments-api/i-0abc"
 ACCESS_TOKEN = "kb-access-token-0f9e8d7c6b5a"
 API_KEY = "kb-api-key-1a2b3c4d"

@@ -33,14 +33,14 @@ CLIENT = Path(__file__).resolve().parents[2] / "clients" / "python"
 SANDBOX_URL = "https://teste-94u93qnn.uc.gateway.dev"
 
 
-def test_json_format_prints_the_brokers_answer(
+def test_answer_format_prints_the_brokers_answer(
     broker: ScriptedBroker, broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a broker that names where KillB is for its token
     broker.script(issued(killb_base_url=SANDBOX_URL))
 
-    # When the CLI is asked for headers as JSON
-    status = main(["headers", "--url", broker_api.base_url, "--format", "json"])
+    # When the CLI is asked for the broker's whole answer
+    status = main(["headers", "--url", broker_api.base_url, "--format", "answer"])
 
     # Then it prints the broker's headers, expiry and KillB URL, unchanged, and succeeds
     assert status == 0
@@ -52,18 +52,33 @@ def test_json_format_prints_the_brokers_answer(
     }
 
 
-def test_json_format_of_an_older_broker_has_a_null_killb_base_url(
+def test_answer_format_of_an_older_broker_has_a_null_killb_base_url(
     broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a broker older than killbBaseUrl (the scripted default sends none)
-    # When the CLI is asked for headers as JSON
-    status = main(["headers", "--url", broker_api.base_url])
+    # When the CLI is asked for the broker's whole answer
+    status = main(["headers", "--url", broker_api.base_url, "--format", "answer"])
 
     # Then the headers are there, and killbBaseUrl is null
     assert status == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["headers"]["Authorization"] == f"Bearer {ACCESS_TOKEN}"
     assert printed["killbBaseUrl"] is None
+
+
+def test_json_format_prints_the_headers_alone_as_it_always_has(
+    broker_api: BrokerServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a broker that issues a token and an API key
+    # When the CLI is asked for headers in its default format
+    status = main(["headers", "--url", broker_api.base_url])
+
+    # Then it prints the headers object, nothing else: scripts reading .Authorization still work
+    assert status == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "Authorization": f"Bearer {ACCESS_TOKEN}",
+        "x-api-key": API_KEY,
+    }
 
 
 def test_env_format_exports_killb_base_url_when_the_broker_names_it(
@@ -162,7 +177,7 @@ def test_url_and_min_ttl_come_from_the_environment_and_flags(
     assert status == 0
     assert broker.events[0]["queryStringParameters"] == {"minTtl": "900"}
     printed = json.loads(capsys.readouterr().out)
-    assert printed["headers"]["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert printed["Authorization"] == f"Bearer {ACCESS_TOKEN}"
 
 
 def test_broker_error_goes_to_stderr_with_its_error_code_and_exit_1(
@@ -250,7 +265,7 @@ def test_rejected_fingerprint_is_passed_to_the_broker(
     assert status == 0
     assert broker.events[0]["queryStringParameters"] == {"minTtl": "300", "rejected": rejected}
     printed = json.loads(capsys.readouterr().out)
-    assert printed["headers"]["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert printed["Authorization"] == f"Bearer {ACCESS_TOKEN}"
 
 
 def test_a_token_passed_as_rejected_is_a_usage_error_that_does_not_echo_it(
@@ -394,7 +409,7 @@ def test_url_may_be_repeated_for_several_brokers(
     # Then the second one's headers are printed
     assert status == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["headers"]["Authorization"] == f"Bearer {SECOND_TOKEN}"
+    assert printed["Authorization"] == f"Bearer {SECOND_TOKEN}"
 
 
 def test_killb_broker_url_may_hold_a_comma_separated_list(

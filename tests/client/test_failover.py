@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.session import Session as BotocoreSession
-from broker_server import BrokerServer, serve_broker
+from broker_server import BrokerServer
 
 from killb_broker_client import (
     BrokerAccessDenied,
@@ -19,11 +19,10 @@ from killb_broker_client import (
 )
 from killb_broker_client.failover import BrokerList, broker_urls
 from killb_broker_client.signing import broker_endpoint
+from tests.client.conftest import serve_scripted
 from tests.client.loopback_routes import routed_session
 from tests.client.scripted_broker import (
     ACCESS_TOKEN,
-    ACCOUNT_ID,
-    CALLER_ARN,
     SECOND_TOKEN,
     ScriptedBroker,
     issued,
@@ -63,7 +62,7 @@ def test_a_broker_that_stops_mid_run_passes_later_calls_to_the_second(
     # Given two brokers, the first answering with headers that are never cached
     broker.script(issued(expires_in=0))
     second.script(issued(SECOND_TOKEN, expires_in=0))
-    first_api = serve_broker(broker, caller_arn=CALLER_ARN, account_id=ACCOUNT_ID)
+    first_api = serve_scripted(broker)
     auth = BrokerAuth([first_api.base_url, second_api.base_url], min_ttl=0)
     assert auth.headers()["Authorization"] == f"Bearer {ACCESS_TOKEN}"
 
@@ -243,7 +242,6 @@ def test_each_broker_url_signs_for_its_own_region(
     broker: ScriptedBroker,
     broker_api: BrokerServer,
     second: ScriptedBroker,
-    second_api: BrokerServer,
 ) -> None:
     # Given a broker in us-east-1 that fails and one in eu-west-1 (their API Gateway hosts
     # routed to the two local brokers)
@@ -252,11 +250,12 @@ def test_each_broker_url_signs_for_its_own_region(
         "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
         "f6g7h8i9j0.execute-api.eu-west-1.amazonaws.com",
     )
-    routes = {east: broker_api.base_url, west: second_api.base_url}
-
-    # When the caller asks for headers
-    with routed_session(routes) as session:
-        BrokerAuth([f"https://{east}/prod", f"https://{west}/prod"], session=session).headers()
+    # When the caller asks for headers, each broker behind a gateway checking its own region
+    with serve_scripted(second, region="eu-west-1") as west_api:
+        routes = {east: broker_api.base_url, west: west_api.base_url}
+        with routed_session(routes) as session:
+            urls = [f"https://{east}/prod", f"https://{west}/prod"]
+            BrokerAuth(urls, session=session).headers()
 
     # Then each call was signed for its broker's region
     for event, region in ((broker.events[0], "us-east-1"), (second.events[0], "eu-west-1")):

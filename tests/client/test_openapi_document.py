@@ -89,3 +89,18 @@ def test_503_carries_retry_after_and_every_answer_cache_control() -> None:
             if status != "default":
                 documented = documented_response(path, "GET", int(status))
                 assert documented["headers"]["Cache-Control"]["schema"]["enum"] == ["no-store"]
+
+
+def test_health_always_carries_checked_at_which_may_be_null() -> None:
+    health = resolved(SPEC["components"]["schemas"]["Health"])
+    assert health["required"] == ["status", "expiresAt", "expiresIn", "checkedAt"]
+    assert health["properties"]["checkedAt"]["nullable"] is True
+    assert (
+        health["properties"]["checkedAt"]["pattern"] == health["properties"]["expiresAt"]["pattern"]
+    )
+
+
+def test_auth_headers_carry_the_killb_base_url_only_when_known() -> None:
+    answer = resolved(SPEC["components"]["schemas"]["AuthHeaders"])
+    assert answer["properties"]["killbBaseUrl"]["type"] == "string"
+    assert "killbBaseUrl" not in answer["required"]

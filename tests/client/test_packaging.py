@@ -169,7 +169,7 @@ def test_the_installed_command_fetches_headers_without_the_brokers_package(
 
     # Then it prints them
     assert (completed.returncode, completed.stderr) == (0, "")
-    assert json.loads(completed.stdout)["headers"]["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert json.loads(completed.stdout)["Authorization"] == f"Bearer {ACCESS_TOKEN}"
 
 
 def layer_folders() -> dict[str, Path]:

@@ -20,9 +20,10 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from broker_server import BrokerServer, serve_broker
+from broker_server import BrokerServer, environment_credentials, serve_broker
 from moto import mock_aws
 
+from killb_broker.store import access_token_to_json
 from killb_broker.tokens import AccessToken
 from killb_broker_client import BrokerAuth, fingerprint
 from killb_broker_client.cli import main
@@ -672,13 +673,18 @@ def real_broker_api(monkeypatch: pytest.MonkeyPatch, sandbox: KillBSandbox) -> I
     )
     with mock_aws():
         boto3.client("secretsmanager").create_secret(
-            Name=secret_name, SecretString=stored.to_secret_string()
+            Name=secret_name, SecretString=access_token_to_json(stored)
         )
         monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", secret_name)
         monkeypatch.delenv("ALLOWED_PRINCIPALS", raising=False)
         monkeypatch.delenv("REFRESHER_FUNCTION_NAME", raising=False)
         app = load_function("broker")
-        with serve_broker(app.lambda_handler, caller_arn=CALLER_ARN, account_id=ACCOUNT_ID) as api:
+        with serve_broker(
+            app.lambda_handler,
+            caller_arn=CALLER_ARN,
+            account_id=ACCOUNT_ID,
+            credentials=environment_credentials(),
+        ) as api:
             yield api.base_url
 
 

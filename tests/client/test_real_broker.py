@@ -17,17 +17,18 @@ import boto3
 import pytest
 import requests
 from botocore.session import Session as BotocoreSession
-from broker_server import BrokerServer, serve_broker
+from broker_server import BrokerServer, environment_credentials, serve_broker
 from moto import mock_aws
 from mypy_boto3_secretsmanager import SecretsManagerClient
 
+from killb_broker.store import access_token_to_json
 from killb_broker.tokens import AccessToken, fingerprint
 from killb_broker_client import BrokerAccessDenied, BrokerAuth, BrokerUnavailable
 from killb_broker_client.cli import main
 from killb_broker_client.signing import sigv4_headers
 from tests.client.openapi_document import assert_matches, component_response, documented_response
 from tests.client.scripted_broker import ACCESS_TOKEN, ACCOUNT_ID, API_KEY, CALLER_ARN
-from tests.support import load_function
+from tests.support import SessionHooks, load_function
 
 SECRET_NAME = "killb-test/access-token"
 ALLOWED_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/payments-api"
@@ -39,6 +40,7 @@ class RealBroker:
     api: BrokerServer
     app: ModuleType
     secrets: SecretsManagerClient
+    hooks: SessionHooks
 
     def store(self, secret_string: str) -> None:
         self.secrets.put_secret_value(SecretId=SECRET_NAME, SecretString=secret_string)
@@ -46,7 +48,7 @@ class RealBroker:
 
 def token_valid_for(seconds: int) -> str:
     token = AccessToken(token=ACCESS_TOKEN, expires_at=int(time.time()) + seconds, api_key=API_KEY)
-    return token.to_secret_string()
+    return access_token_to_json(token)
 
 
 @pytest.fixture
@@ -57,9 +59,18 @@ def real_broker(monkeypatch: pytest.MonkeyPatch) -> Iterator[RealBroker]:
         monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_NAME)
         monkeypatch.setenv("ALLOWED_PRINCIPALS", ALLOWED_ROLE)
         monkeypatch.delenv("REFRESHER_FUNCTION_NAME", raising=False)
-        app = load_function("broker")
-        with serve_broker(app.lambda_handler, caller_arn=CALLER_ARN, account_id=ACCOUNT_ID) as api:
-            yield RealBroker(api, app, secrets)
+        hooks = SessionHooks()
+        try:
+            app = load_function("broker")
+            with serve_broker(
+                app.lambda_handler,
+                caller_arn=CALLER_ARN,
+                account_id=ACCOUNT_ID,
+                credentials=environment_credentials(),
+            ) as api:
+                yield RealBroker(api, app, secrets, hooks)
+        finally:
+            hooks.close()
 
 
 def signed(method: str, url: str) -> requests.Response:
@@ -100,7 +111,12 @@ def test_health_of_a_missing_token_matches_the_document(real_broker: RealBroker)
 
     response = signed("GET", f"{real_broker.api.base_url}/v1/health")
 
-    assert response.json() == {"status": "missing", "expiresAt": None, "expiresIn": None}
+    assert response.json() == {
+        "status": "missing",
+        "expiresAt": None,
+        "expiresIn": None,
+        "checkedAt": None,
+    }
     assert_matches(response, documented_response("/v1/health", "GET", 200))
 
 
@@ -178,7 +194,12 @@ def test_caller_not_allowed_raises_access_denied_with_broker_0002(
     app = real_broker.app
     # When the client asks for headers
     with (
-        serve_broker(app.lambda_handler, caller_arn=OTHER_CALLER, account_id=ACCOUNT_ID) as api,
+        serve_broker(
+            app.lambda_handler,
+            caller_arn=OTHER_CALLER,
+            account_id=ACCOUNT_ID,
+            credentials=environment_credentials(),
+        ) as api,
         pytest.raises(BrokerAccessDenied) as raised,
     ):
         BrokerAuth(api.base_url).headers()
@@ -231,11 +252,11 @@ def test_client_surfaces_503_with_retry_after_when_no_token_lasts(
 def test_unexpected_failure_500_matches_the_document(
     real_broker: RealBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a token source that fails in a way nobody planned for
-    def broken(*_args: Any) -> None:
+    # Given a Secrets Manager read that fails in a way nobody planned for
+    def broken(**_: Any) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(real_broker.app.broker.token_source, "current", broken)
+    real_broker.hooks.add("before-call.secrets-manager.GetSecretValue", broken)
 
     response = signed("GET", f"{real_broker.api.base_url}/v1/health")
 

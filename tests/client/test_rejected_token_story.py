@@ -1,118 +1,50 @@
 """The whole rejected-token story over real HTTP: KillB (the local sandbox) revokes the live token,
 a caller's KillB call with BrokerAuth gets 401, BrokerAuth reports it, the broker (the real
-handler behind the local API Gateway) has the refresher (the real handler, run in process as
-Lambda would run it for the broker's invoke) refresh, and the retried call gets 200.
+handler behind the local API Gateway, which checks the caller's signature) invokes the refresher
+through the local Lambda endpoint as a deployed broker invokes Lambda, and the retried call gets
+200.
 
-Secrets Manager is moto's; both handlers are loaded as a cold start would, settings from the
-environment only.
+The world is local/local_stack.py's: moto's server, both handlers loaded as a cold start would,
+settings from the environment only.
 """
 
 from __future__ import annotations
 
-import io
-import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 
-import boto3
 import pytest
 import requests
-from botocore.response import StreamingBody
-from broker_server import BrokerServer, serve_broker
-from lambda_runtime import LambdaContext
-from moto import mock_aws
+from local_stack import LocalStack
 
 from killb_broker_client import BrokerAuth, fingerprint
-from killb_sandbox.accounts import SANDBOX_API_KEY, SANDBOX_EMAIL, SANDBOX_PASSWORD
 from killb_sandbox.server import KillBSandbox
-from tests.client.scripted_broker import ACCOUNT_ID, CALLER_ARN
-from tests.support import load_event, load_function
+from tests.support import ROOT
 
-SECRET_IDS = {
-    "CREDENTIALS_SECRET_ID": "killb-story/credentials",
-    "SESSION_SECRET_ID": "killb-story/session",
-    "ACCESS_TOKEN_SECRET_ID": "killb-story/access-token",
-}
-REFRESHER_NAME = "killb-refresher"
-
-
-@dataclass
-class InProcessRefresher:
-    """The broker's Lambda client: an invoke of the refresher runs its handler here, synchronously,
-    and answers as Lambda's Invoke API does."""
-
-    app: ModuleType
-    payloads: list[bytes] = field(default_factory=list)
-
-    def invoke(
-        self,
-        *,
-        FunctionName: str,  # noqa: N803 - boto3's names
-        InvocationType: str,  # noqa: N803
-        Payload: bytes,  # noqa: N803
-    ) -> Mapping[str, Any]:
-        assert (FunctionName, InvocationType) == (REFRESHER_NAME, "RequestResponse")
-        self.payloads.append(Payload)
-        summary = self.app.lambda_handler(json.loads(Payload), LambdaContext(REFRESHER_NAME))
-        body = json.dumps(summary).encode()
-        return {"StatusCode": 200, "Payload": StreamingBody(io.BytesIO(body), len(body))}
-
-
-@dataclass
-class Stack:
-    sandbox: KillBSandbox
-    refresher: InProcessRefresher
-    api: BrokerServer
+REFRESHER_RUNS_AT_START = 1
 
 
 @pytest.fixture
-def stack(
-    killb_sandbox_with_api_key: KillBSandbox, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Stack]:
-    """The stack's secrets with the sandbox's credentials, one scheduled refresher run, and the
-    broker served over HTTP with the refresher behind its invoke."""
-    sandbox = killb_sandbox_with_api_key
-    with mock_aws():
-        secrets = boto3.client("secretsmanager")
-        credentials = {
-            "email": SANDBOX_EMAIL,
-            "password": SANDBOX_PASSWORD,
-            "apiKey": SANDBOX_API_KEY,
-        }
-        secrets.create_secret(
-            Name=SECRET_IDS["CREDENTIALS_SECRET_ID"], SecretString=json.dumps(credentials)
-        )
-        secrets.create_secret(Name=SECRET_IDS["SESSION_SECRET_ID"], SecretString="{}")
-        secrets.create_secret(Name=SECRET_IDS["ACCESS_TOKEN_SECRET_ID"], SecretString="{}")
-        for variable, value in {
-            **SECRET_IDS,
-            "KILLB_BASE_URL": sandbox.base_url,
-            "REFRESHER_FUNCTION_NAME": REFRESHER_NAME,
-            "ALLOWED_PRINCIPALS": f"arn:aws:iam::{ACCOUNT_ID}:role/payments-api",
-        }.items():
-            monkeypatch.setenv(variable, value)
-        refresher_app = load_function("refresher")
-        scheduled = refresher_app.lambda_handler(
-            load_event("refresher-scheduled.json"), LambdaContext(REFRESHER_NAME)
-        )
-        assert scheduled["action"] == "logged_in"
-        broker_app = load_function("broker")
-        refresher = InProcessRefresher(refresher_app)
-        broker_app.refresher.client = refresher
-        with serve_broker(
-            broker_app.lambda_handler, caller_arn=CALLER_ARN, account_id=ACCOUNT_ID
-        ) as api:
-            yield Stack(sandbox, refresher, api)
+def stack() -> Iterator[LocalStack]:
+    with LocalStack(allowed_principals="arn:aws:iam::123456789012:role/payments-api") as stack:
+        yield stack
 
 
-def test_a_token_killb_revoked_is_replaced_and_the_callers_call_succeeds(stack: Stack) -> None:
+def sandbox_of(stack: LocalStack) -> KillBSandbox:
+    assert stack.sandbox is not None
+    return stack.sandbox
+
+
+def test_a_token_killb_revoked_is_replaced_and_the_callers_call_succeeds(
+    stack: LocalStack,
+) -> None:
     # Given a caller whose KillB calls succeed with the broker's token
-    sandbox = stack.sandbox
+    sandbox = sandbox_of(stack)
     users = f"{sandbox.base_url}/api/v2/users"
     with requests.Session() as session:
-        session.auth = BrokerAuth(stack.api.base_url)
+        session.auth = BrokerAuth(stack.broker_url)
         assert session.get(users, timeout=10).status_code == 200
         (live,) = sandbox.issued_access_tokens()
 
@@ -124,8 +56,8 @@ def test_a_token_killb_revoked_is_replaced_and_the_callers_call_succeeds(stack: 
     # that token, which refreshed once, and the retry with the new token got 200
     assert response.status_code == 200
     assert [answer.status_code for answer in response.history] == [401]
-    assert stack.refresher.payloads == [
-        json.dumps({"force": True, "rejected": fingerprint(live)}).encode()
+    assert stack.refresher_payloads()[REFRESHER_RUNS_AT_START:] == [
+        {"force": True, "rejected": fingerprint(live)}
     ]
     assert (sandbox.count("login"), sandbox.count("refresh")) == (1, 1)
     assert sandbox.count("users") == 3
@@ -135,12 +67,12 @@ def test_a_token_killb_revoked_is_replaced_and_the_callers_call_succeeds(stack: 
 
 
 def test_calls_after_the_replacement_use_the_new_token_without_another_refresh(
-    stack: Stack,
+    stack: LocalStack,
 ) -> None:
-    sandbox = stack.sandbox
+    sandbox = sandbox_of(stack)
     users = f"{sandbox.base_url}/api/v2/users"
     with requests.Session() as session:
-        session.auth = BrokerAuth(stack.api.base_url)
+        session.auth = BrokerAuth(stack.broker_url)
         session.get(users, timeout=10)
         sandbox.revoke(sandbox.issued_access_tokens()[0])
         session.get(users, timeout=10)
@@ -151,4 +83,31 @@ def test_calls_after_the_replacement_use_the_new_token_without_another_refresh(
     # Then each call succeeds at once, and KillB saw no further refresh or login
     assert later == [200] * 3
     assert (sandbox.count("login"), sandbox.count("refresh")) == (1, 1)
-    assert len(stack.refresher.payloads) == 1
+    assert len(stack.refresher_payloads()) == REFRESHER_RUNS_AT_START + 1
+
+
+def test_the_cli_reporting_the_token_in_hand_gets_another_token(stack: LocalStack) -> None:
+    # Given the token a caller holds
+    held = BrokerAuth(stack.broker_url).headers()["Authorization"].removeprefix("Bearer ")
+
+    # When `killb-broker headers --rejected <its fingerprint>` runs with the caller's environment
+    environment = {
+        **{name: value for name, value in os.environ.items() if not name.startswith("AWS_")},
+        **stack.caller_environment(),
+        "PYTHONPATH": str(ROOT / "clients" / "python"),
+    }
+    done = subprocess.run(  # noqa: S603 - our own CLI, no shell
+        [sys.executable, "-m", "killb_broker_client", "headers", "--rejected", fingerprint(held)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # Then it printed another token, which KillB accepts, and the refresher ran for that report
+    assert done.returncode == 0, done.stderr
+    new = done.stdout.split('"Bearer ', 1)[1].split('"', 1)[0]
+    assert new != held
+    assert sandbox_of(stack).is_valid_access_token(new)
+    assert stack.refresher_payloads()[-1] == {"force": True, "rejected": fingerprint(held)}

@@ -148,3 +148,22 @@ def test_readme_describes_rejected_tokens_and_revoke_as_the_code_and_docs_do() -
 def test_readme_rejected_and_health_commands_exist(argv: list[str]) -> None:
     assert " ".join(argv) in README
     parser().parse_args(argv)
+
+
+def test_readme_api_table_names_every_field_of_the_answers() -> None:
+    section = README.split("The API (also in `openapi/broker.yaml`):", 1)[1].split("\n\n", 2)[1]
+    for field in ("headers", "expiresAt", "expiresIn", "killbBaseUrl", "status", "checkedAt"):
+        assert f'"{field}"' in section
+
+
+def test_readme_secrets_table_points_each_secret_at_the_file_that_defines_it() -> None:
+    rows = [line for line in README.splitlines() if re.match(r"^\| .* secret \| ", line)]
+    assert len(rows) == 3
+    for row in rows:
+        path = re.search(r"`(layers/[^`]+\.py)`", row)
+        assert path is not None, row
+        assert (ROOT / path[1]).exists()
+        functions = re.findall(r"`(\w+_(?:from|to)_json)`", row)
+        assert functions, row
+        source = (ROOT / path[1]).read_text()
+        assert all(f"\ndef {function}(" in source for function in functions), row

@@ -167,9 +167,7 @@ def refuse_once(refresher: Refresher, call: str, code: str) -> list[str]:
         response = AWSResponse("https://test.invalid", status, {}, None)  # type: ignore[arg-type]
         return response, {**error, "ResponseMetadata": {"HTTPStatusCode": status}}
 
-    refresher.app.STORE._client.meta.events.register_first(
-        f"before-call.secrets-manager.{operation}", refuse
-    )
+    refresher.hooks.add(f"before-call.secrets-manager.{operation}", refuse)
     return refused
 
 
@@ -187,9 +185,7 @@ def throttle_once(refresher: Refresher, call: str) -> list[str]:
         headers["Content-Type"] = "application/x-amz-json-1.1"
         return AWSResponse(request.url, 400, headers, MockRawResponse(body.encode()))
 
-    refresher.app.STORE._client.meta.events.register_first(
-        f"before-send.secrets-manager.{operation}", throttle
-    )
+    refresher.hooks.add(f"before-send.secrets-manager.{operation}", throttle)
     return throttled
 
 

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from killb_broker.store import access_token_to_json
 from killb_broker.tokens import AccessToken
 from killb_sandbox.accounts import SANDBOX_API_KEY, SANDBOX_PASSWORD
 from tests.support import load_event, load_function
@@ -52,7 +53,7 @@ def broker(monkeypatch: pytest.MonkeyPatch, lambda_context: Any) -> Iterator[Bro
             "fuzz-access-9c1e77d2", int(time.time()) + TOKEN_SECONDS_LEFT, api_key="fuzz-key-52ab"
         )
         boto3.client("secretsmanager").create_secret(
-            Name=SECRET_ID, SecretString=token.to_secret_string()
+            Name=SECRET_ID, SecretString=access_token_to_json(token)
         )
         monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
         monkeypatch.setenv("REFRESHER_FUNCTION_NAME", "killb-fuzz-refresher")
@@ -154,7 +155,8 @@ def assert_documented(status: int, response_headers: dict[str, str], body: Any) 
     if status == 200:
         assert isinstance(body, dict)
         assert set(body) in ({"headers", "expiresAt", "expiresIn"},
-                             {"status", "expiresAt", "expiresIn"})  # fmt: skip
+                             {"headers", "expiresAt", "expiresIn", "killbBaseUrl"},
+                             {"status", "expiresAt", "expiresIn", "checkedAt"})  # fmt: skip
         return
     assert body == {
         "errorCode": ERROR_CODES[status],

@@ -91,9 +91,11 @@ def test_no_secret_is_lost_and_a_quiet_run_leaves_a_token_killb_accepts(day: Day
 
 
 def test_secret_writes_stay_two_per_refresh_or_login(day: Day) -> None:
-    # Given the day's runs, Then each new token cost two writes (session, then access token)
+    # Given the day's runs, Then each new token cost two writes (session, then access token),
+    # and the notices of failing runs (at most one an hour) none
     for report in (day.reporting, day.keeping):
         assert report.secret_writes == 2 * (report.refreshes + report.logins)
+        assert report.failure_notices <= 24
 
 
 def test_the_day_logged_no_password_and_no_token(day: Day) -> None:

@@ -1,8 +1,11 @@
 """The broker API (docs/spec.md, "Broker API"), row by row, through its Lambda handler and the
 very files in events/.
 
-Secrets Manager is moto; the refresher's Lambda invoke is stubbed in boto3 (botocore Stubber on
-the handler's own client), so an invoke nobody expected fails the test.
+Secrets Manager is moto; the refresher the broker invokes is a scripted function behind the local
+Lambda endpoint (local/lambda_endpoint.py), which the broker's own Lambda client reaches through
+AWS_ENDPOINT_URL_LAMBDA, as a deployed broker reaches Lambda. An invoke nobody scripted fails the
+test. The handler is configured by its environment only; the tests see its AWS calls through
+hooks on boto3's default session (tests/support.py's SessionHooks).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -28,25 +32,41 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
-from botocore.stub import Stubber
+from lambda_endpoint import LambdaEndpoint
 from moto import mock_aws
+from openapi_schema_validator import OAS30Validator
 
 from killb_broker.audit import AUDIT_MESSAGE
 from killb_broker.errors import ConfigurationError
 from killb_broker.observability import logger
+from killb_broker.store import access_token_to_json
 from killb_broker.tokens import AccessToken, fingerprint
 from killb_sandbox.server import Delay
+from tests.client.openapi_document import SPEC, resolved
 from tests.refresher_harness import Refresher as RefresherHarness
-from tests.refresher_invoke import force_invoke, refresher_answers, refresher_throttled
-from tests.support import load_event, load_function
+from tests.support import SessionHooks, load_event, load_function
 
 SECRET_ID = "killb/access-token"
 REFRESHER = "killb-refresher"
 CALLER = "arn:aws:sts::123456789012:assumed-role/payments-api/i-0abc"
 CALLER_ROLE = "arn:aws:iam::123456789012:role/service-role/payments-api"
 API_KEY = "key-integration-7f3a"
+
+
+def force_invoke(function_name: str, rejected: str | None = None) -> dict[str, Any]:
+    """The parameters of an invoke the broker may make: RequestResponse, {"force": true}, or
+    {"force": true, "rejected": "<fingerprint>"} for a token a caller reported."""
+    payload = {"force": True} if rejected is None else {"force": True, "rejected": rejected}
+    return {
+        "FunctionName": function_name,
+        "InvocationType": "RequestResponse",
+        "Payload": json.dumps(payload).encode(),
+    }
+
+
 FORCE_INVOKE = force_invoke(REFRESHER)
 SM_URL = "https://secretsmanager.us-east-1.amazonaws.com"
+MISSING = {"status": "missing", "expiresAt": None, "expiresIn": None, "checkedAt": None}
 
 
 @dataclass(frozen=True)
@@ -57,16 +77,44 @@ class Answer:
     text: str
 
 
+@dataclass(frozen=True)
+class Step:
+    """What the scripted refresher does on its next invoke, and the payload it must be given."""
+
+    payload: dict[str, Any]
+    action: str | None  # the summary's action; None: the invoke is throttled
+
+
+@dataclass
+class ScriptedRefresher:
+    """The refresher function, scripted: each invoke takes the next step, in order."""
+
+    steps: list[Step] = field(default_factory=list)
+    unexpected: list[Any] = field(default_factory=list)
+
+    def __call__(self, event: Any, _context: Any) -> dict[str, Any]:
+        if not self.steps or self.steps[0].action is None or self.steps[0].payload != event:
+            self.unexpected.append(event)
+            raise AssertionError("an invoke nobody scripted")
+        step = self.steps.pop(0)
+        return {"action": step.action, "expiresAt": None, "reason": "test"}
+
+
 @dataclass
 class DeployedBroker:
-    """One warm broker container over a moto Secrets Manager, with its invokes stubbed."""
+    """One warm broker container over a moto Secrets Manager, its refresher scripted."""
 
     app: ModuleType
     secrets: Any
     context: Any
+    lambda_endpoint: LambdaEndpoint
+    refresher: ScriptedRefresher
     reads: list[str] = field(default_factory=list)
     invokes: list[dict[str, Any]] = field(default_factory=list)
-    stubber: Stubber | None = None
+    invoke_actions: list[Callable[[], object]] = field(default_factory=list)
+    hooks: SessionHooks | None = None
+    # The function's one slot, held from a throttled invoke's start to its answer.
+    busy: AbstractContextManager[None] | None = None
 
     def call(self, event: dict[str, Any]) -> Answer:
         response = self.app.lambda_handler(event, self.context)
@@ -80,28 +128,29 @@ class DeployedBroker:
     def put(self, value: str) -> None:
         self.secrets.put_secret_value(SecretId=SECRET_ID, SecretString=value)
 
-    def put_token(self, name: str, seconds_left: int, *, api_key: str | None = API_KEY) -> int:
+    def put_token(
+        self, name: str, seconds_left: int, *, api_key: str | None = API_KEY, **fields: Any
+    ) -> int:
         expires_at = int(time.time()) + seconds_left
-        token = AccessToken(token=f"access-{name}", expires_at=expires_at, api_key=api_key)
-        self.put(token.to_secret_string())
+        token = AccessToken(
+            token=f"access-{name}", expires_at=expires_at, api_key=api_key, **fields
+        )
+        self.put(access_token_to_json(token))
         return expires_at
 
     def on_invoke(self, action: Callable[[], object]) -> None:
         """Run action (the refresher writing a new token, say) when the broker invokes it."""
-        assert self.stubber is not None
-
-        def run_action(**_: Any) -> None:
-            action()
-
-        self.stubber.client.meta.events.register("before-parameter-build.lambda.Invoke", run_action)
+        self.invoke_actions.append(action)
 
     def refresher_answers(self, action: str, rejected: str | None = None) -> None:
-        assert self.stubber is not None
-        refresher_answers(self.stubber, REFRESHER, action, rejected=rejected)
+        """The next invoke (which must be the forced one, for `rejected` when given) returns a
+        summary with this action."""
+        self.refresher.steps.append(Step(_force_payload(rejected), action))
 
     def refresher_throttled(self, rejected: str | None = None) -> None:
-        assert self.stubber is not None
-        refresher_throttled(self.stubber, REFRESHER, rejected)
+        """The next invoke (which must be the forced one) is throttled: a run is under way, and
+        holds the function's one concurrency slot while the broker's invoke arrives."""
+        self.refresher.steps.append(Step(_force_payload(rejected), None))
 
     def secrets_manager_fails(self, failure: Exception) -> None:
         """Every read of the handler's own Secrets Manager client fails so, from now on."""
@@ -109,9 +158,32 @@ class DeployedBroker:
         def fail(**_: Any) -> None:
             raise failure
 
-        self.app.broker.token_source.secrets.meta.events.register(
-            "before-send.secrets-manager.GetSecretValue", fail
-        )
+        assert self.hooks is not None
+        self.hooks.add("before-send.secrets-manager.GetSecretValue", fail)
+
+    def invoking(self, params: dict[str, Any], **_: Any) -> None:
+        """The broker is about to invoke the refresher: record it, run the actions, and when the
+        script says so, hold the function's slot so that Lambda (the endpoint) throttles it."""
+        self.invokes.append(params)
+        for action in self.invoke_actions:
+            action()
+        step = self.refresher.steps[0] if self.refresher.steps else None
+        if step is not None and step.action is None:
+            if step.payload != json.loads(params["Payload"]):
+                self.refresher.unexpected.append(json.loads(params["Payload"]))
+            self.refresher.steps.pop(0)
+            busy = self.lambda_endpoint.occupied(REFRESHER)
+            busy.__enter__()
+            self.busy = busy
+
+    def invoked(self, **_: Any) -> None:
+        busy, self.busy = self.busy, None
+        if busy is not None:
+            busy.__exit__(None, None, None)
+
+
+def _force_payload(rejected: str | None) -> dict[str, Any]:
+    return {"force": True} if rejected is None else {"force": True, "rejected": rejected}
 
 
 @pytest.fixture
@@ -139,42 +211,49 @@ def deploy(
     aws: Any, monkeypatch: pytest.MonkeyPatch, lambda_context: Any, broker_log: io.StringIO
 ) -> Iterator[Callable[..., DeployedBroker]]:
     """Cold-start the broker with the given settings, as the template would set them."""
-    stubbers: list[Stubber] = []
+    refresher_function = ScriptedRefresher()
+    hooks = SessionHooks()
+    with LambdaEndpoint({REFRESHER: refresher_function}) as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", endpoint.base_url)
 
-    def start(
-        *,
-        refresher: str | None = REFRESHER,
-        allowed: str = CALLER_ROLE,
-        env: dict[str, str] | None = None,
-    ) -> DeployedBroker:
-        for name, value in (env or {}).items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
-        monkeypatch.setenv("ALLOWED_PRINCIPALS", allowed)
-        if refresher:
-            monkeypatch.setenv("REFRESHER_FUNCTION_NAME", refresher)
-        else:
-            monkeypatch.delenv("REFRESHER_FUNCTION_NAME", raising=False)
-        app = load_function("broker")
-        source = app.broker.token_source
-        deployed = DeployedBroker(app=app, secrets=aws, context=lambda_context)
-        source.secrets.meta.events.register(
-            "before-call.secrets-manager.GetSecretValue",
-            lambda **_: deployed.reads.append(SECRET_ID),
-        )
-        if source.refresher is not None:
-            deployed.stubber = Stubber(source.refresher.client)
-            deployed.stubber.client.meta.events.register(
-                "before-parameter-build.lambda.Invoke",
-                lambda params, **_: deployed.invokes.append(params),
+        def start(
+            *,
+            refresher: str | None = REFRESHER,
+            allowed: str = CALLER_ROLE,
+            env: dict[str, str] | None = None,
+        ) -> DeployedBroker:
+            for name, value in (env or {}).items():
+                monkeypatch.setenv(name, value)
+            monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
+            monkeypatch.setenv("ALLOWED_PRINCIPALS", allowed)
+            if refresher:
+                monkeypatch.setenv("REFRESHER_FUNCTION_NAME", refresher)
+            else:
+                monkeypatch.delenv("REFRESHER_FUNCTION_NAME", raising=False)
+            deployed = DeployedBroker(
+                app=load_function("broker"),
+                secrets=aws,
+                context=lambda_context,
+                lambda_endpoint=endpoint,
+                refresher=refresher_function,
+                hooks=hooks,
             )
-            deployed.stubber.activate()
-            stubbers.append(deployed.stubber)
-        return deployed
+            hooks.add(
+                "before-call.secrets-manager.GetSecretValue",
+                lambda **_: deployed.reads.append(SECRET_ID),
+            )
+            hooks.add("before-parameter-build.lambda.Invoke", deployed.invoking)
+            hooks.add("after-call.lambda.Invoke", deployed.invoked)
+            return deployed
 
-    yield start
-    for stubber in stubbers:
-        stubber.deactivate()
+        try:
+            yield start
+        finally:
+            hooks.close()
+    # An invoke nobody scripted fails the test that made it, and so does a scripted one the
+    # broker never made.
+    assert refresher_function.unexpected == []
+    assert refresher_function.steps == []
 
 
 def with_query(event_name: str, multi_value: dict[str, list[str]]) -> dict[str, Any]:
@@ -364,6 +443,48 @@ def test_short_token_without_a_refresher_is_a_503_to_retry_later(
     assert answer.headers["Retry-After"] == "30"
 
 
+NO_REFRESHER = (
+    "no refresher is configured (REFRESHER_FUNCTION_NAME is empty): the token is replaced only "
+    "by the schedule"
+)
+
+
+def test_a_short_token_without_a_refresher_is_a_503_that_says_why(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a broker deployed without REFRESHER_FUNCTION_NAME, and a token too short
+    broker = deploy(refresher=None)
+    broker.put_token("old", 60)
+    # When a caller asks / Then the 503 says nothing here can refresh it, only the schedule
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert_error(answer, 503, "BROKER.0003")
+    assert NO_REFRESHER in answer.body["message"]
+
+
+def test_a_reported_token_without_a_refresher_is_a_503_that_says_why(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a broker without a refresher, and a caller reporting the token in hand
+    broker = deploy(refresher=None)
+    broker.put_token("old", 3600)
+    # When the report comes / Then a 503 saying why, and never the reported token
+    answer = broker.call(rejected_event(fingerprint("access-old")))
+    assert_error(answer, 503, "BROKER.0003")
+    assert NO_REFRESHER in answer.body["message"]
+    assert "access-old" not in answer.text
+
+
+def test_a_503_with_a_refresher_configured_does_not_blame_the_settings(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy()
+    broker.put_token("old", 60)
+    broker.refresher_answers("failed")
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert_error(answer, 503, "BROKER.0003")
+    assert "REFRESHER_FUNCTION_NAME" not in answer.text
+
+
 def test_missing_secret_is_a_503_not_a_500(deploy: Callable[..., DeployedBroker], aws: Any) -> None:
     broker = deploy()
     aws.delete_secret(SecretId=SECRET_ID, ForceDeleteWithoutRecovery=True)
@@ -502,9 +623,8 @@ def test_unexpected_failure_is_a_500_with_no_detail_in_the_body(
     def explode(**_: Any) -> None:
         raise RuntimeError("socket reset by gremlins")
 
-    broker.app.broker.token_source.secrets.meta.events.register(
-        "before-call.secrets-manager.GetSecretValue", explode
-    )
+    assert broker.hooks is not None
+    broker.hooks.add("before-call.secrets-manager.GetSecretValue", explode)
     # When a caller asks
     answer = broker.call(load_event("broker-auth-headers.json"))
     # Then a bare 500, and the detail only in the log
@@ -549,7 +669,7 @@ def test_health_of_a_placeholder_secret_is_missing(
     broker = deploy()
     broker.put(value)
     answer = broker.call(load_event("broker-health.json"))
-    assert answer.body == {"status": "missing", "expiresAt": None, "expiresIn": None}
+    assert answer.body == MISSING
 
 
 def test_health_of_an_absent_secret_is_missing(
@@ -562,11 +682,77 @@ def test_health_of_an_absent_secret_is_missing(
     assert answer.body["status"] == "missing"
 
 
+# --- where KillB is, when KillB last confirmed the token ---------------------------------------
+
+
+def test_auth_headers_tell_the_killb_base_url_the_token_belongs_to(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a token the refresher published with its KILLB_BASE_URL
+    broker = deploy()
+    broker.put_token("one", 3600, base_url="https://killb.app")
+    # When a caller asks for headers / Then the answer says where to send them
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert answer.status == 200
+    assert answer.body["killbBaseUrl"] == "https://killb.app"
+    assert set(answer.body) == {"headers", "expiresAt", "expiresIn", "killbBaseUrl"}
+
+
+def test_a_token_published_without_a_base_url_is_still_served_without_one(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a secret written by an older refresher, as it wrote them
+    broker = deploy()
+    expires_at = int(time.time()) + 3600
+    broker.put(json.dumps({"accessToken": "access-old-format", "expiresAt": expires_at}))
+    # When a caller asks / Then a 200 without killbBaseUrl
+    answer = broker.call(load_event("broker-auth-headers.json"))
+    assert answer.status == 200
+    assert "killbBaseUrl" not in answer.body
+
+
+def test_health_tells_when_killb_last_confirmed_the_token(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a token KillB confirmed at a known moment
+    broker = deploy()
+    checked_at = int(time.time()) - 600
+    broker.put_token("one", 3600, checked_at=checked_at)
+    # When health is asked / Then checkedAt is that moment, in RFC 3339 UTC like expiresAt
+    body = broker.call(load_event("broker-health.json")).body
+    assert body["checkedAt"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(checked_at))
+    assert body["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("event_name", "schema"),
+    [("broker-auth-headers.json", "AuthHeaders"), ("broker-health.json", "Health")],
+)
+def test_answers_with_every_field_match_the_openapi_document(
+    deploy: Callable[..., DeployedBroker], event_name: str, schema: str
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600, base_url="https://killb.app", checked_at=int(time.time()))
+    body = broker.call(load_event(event_name)).body
+    OAS30Validator(resolved(SPEC["components"]["schemas"][schema])).validate(body)
+
+
+def test_health_of_a_token_never_checked_says_checked_at_null(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    broker = deploy()
+    broker.put_token("one", 3600)
+    body = broker.call(load_event("broker-health.json")).body
+    assert set(body) == {"status", "expiresAt", "expiresIn", "checkedAt"}
+    assert body["checkedAt"] is None
+
+
 # --- audit and secrecy ------------------------------------------------------------------------
 
 
 AUDIT_KEYS = {
     "outcome",
+    "status",
     "caller_arn",
     "source_ip",
     "route",
@@ -594,6 +780,7 @@ def test_each_200_is_audited_once_with_caller_ip_fingerprint_and_expiry(
     assert audits(broker_log) == [
         {
             "outcome": "issued",
+            "status": 200,
             "caller_arn": CALLER,
             "source_ip": "10.0.12.34",
             "route": "GET /v1/auth-headers",
@@ -661,6 +848,52 @@ def test_a_request_the_api_does_not_accept_is_audited_as_invalid(
     assert record["reason"]
 
 
+def test_an_unexpected_failure_is_audited_with_status_500(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    # Given a Secrets Manager client that fails in a way nobody planned for
+    broker = deploy()
+    broker.secrets_manager_fails(RuntimeError("socket reset by gremlins"))
+    # When a caller asks / Then its one audit record says 500: the broker's own failure, which
+    # the canary's rollback alarm counts
+    assert broker.call(load_event("broker-auth-headers.json")).status == 500
+    (record,) = audits(broker_log)
+    assert (record["status"], record["outcome"]) == (500, "unavailable")
+
+
+def test_no_token_now_is_audited_with_status_503_never_500(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    # Given a token too short, and a refresher that cannot get a new one (KillB down)
+    broker = deploy()
+    broker.put_token("old", 60)
+    broker.refresher_answers("failed")
+    # When a caller asks / Then the audit says 503: not a failure of the broker's own
+    assert broker.call(load_event("broker-auth-headers.json")).status == 503
+    (record,) = audits(broker_log)
+    assert (record["status"], record["outcome"]) == (503, "unavailable")
+
+
+def test_every_audit_record_carries_the_status_answered(
+    deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
+) -> None:
+    # Given a broker that answers a 200, a 400, a 403, a 404, a 405 and a 400 for a non-REST event
+    broker = deploy(allowed=CALLER_ROLE)
+    broker.put_token("one", 3600)
+    events = [
+        load_event("broker-auth-headers.json"),
+        with_query("broker-auth-headers.json", {"minTtl": ["abc"]}),
+        load_event("broker-no-identity.json"),
+        with_route("broker-auth-headers.json", "GET", "/v1/nope"),
+        with_route("broker-auth-headers.json", "POST", "/v1/auth-headers"),
+        {"warmer": True},
+    ]
+    # When each is asked / Then each audit record holds the status its answer had
+    statuses = [broker.call(copy.deepcopy(event)).status for event in events]
+    assert statuses == [200, 400, 403, 404, 405, 400]
+    assert [record["status"] for record in audits(broker_log)] == statuses
+
+
 def test_a_healthy_health_check_hands_out_nothing_and_is_not_audited(
     deploy: Callable[..., DeployedBroker], broker_log: io.StringIO
 ) -> None:
@@ -698,12 +931,13 @@ def test_no_token_or_api_key_reaches_the_logs(
     broker = deploy()
     broker.put_token("old", 60)
     broker.refresher_answers("refreshed")
-    broker.on_invoke(lambda: broker.put_token("new", 3600))
+    # Each new token has 1000 s: enough for the default minTtl, too short for 1800 (the 503).
+    broker.on_invoke(lambda: broker.put_token("new", 1000))
     broker.call(load_event("broker-auth-headers.json"))
     broker.call(load_event("broker-health.json"))
     broker.call(load_event("broker-no-identity.json"))
     broker.refresher_throttled()
-    broker.call(with_query("broker-auth-headers.json", {"minTtl": ["1800"]}))
+    assert broker.call(with_query("broker-auth-headers.json", {"minTtl": ["1800"]})).status == 503
     # Then the logs hold fingerprints, and never a token or the API key
     logs = broker_log.getvalue()
     assert fingerprint("access-new") in logs
@@ -769,7 +1003,7 @@ def test_health_keeps_answering_while_secrets_manager_fails(
     broker.secrets_manager_fails(failure)
     answer = broker.call(load_event("broker-health.json"))
     assert answer.status == 200
-    assert answer.body == {"status": "missing", "expiresAt": None, "expiresIn": None}
+    assert answer.body == MISSING
 
 
 def test_a_secret_scheduled_for_deletion_is_a_503_and_health_missing(
@@ -797,7 +1031,7 @@ def test_a_stored_expiry_that_is_no_unix_time_is_a_503_and_health_missing(
     # When callers ask / Then no token is served and nothing crashes formatting the expiry
     assert_error(broker.call(load_event("broker-auth-headers.json")), 503, "BROKER.0003")
     health = broker.call(load_event("broker-health.json"))
-    assert health.body == {"status": "missing", "expiresAt": None, "expiresIn": None}
+    assert health.body == MISSING
 
 
 def test_a_stored_expiry_more_than_a_day_ahead_is_not_served(
@@ -881,6 +1115,37 @@ def test_an_event_that_is_not_a_rest_request_gets_a_400_not_a_function_error(
 def rejected_event(fingerprint_reported: str, min_ttl: str | None = None) -> dict[str, Any]:
     query = {"rejected": [fingerprint_reported]} | ({"minTtl": [min_ttl]} if min_ttl else {})
     return with_query("broker-auth-headers-rejected.json", query)
+
+
+def test_a_revoked_token_the_refresher_cleared_is_never_handed_out_again(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given a warm broker that handed out token old
+    broker = deploy()
+    broker.put_token("old", 3600)
+    assert broker.call(load_event("broker-auth-headers.json")).status == 200
+    # And a revoke that got no new token: the refresher logged old out and cleared the secret
+    broker.put("{}")
+    broker.refresher_answers("failed")
+    # When a caller KillB refused reports old
+    answer = broker.call(rejected_event(fingerprint("access-old")))
+    # Then a 503 to retry later, never old; and health says no token is to be had
+    assert_error(answer, 503, "BROKER.0003")
+    assert "Retry-After" in answer.headers
+    assert "access-old" not in answer.text
+    assert broker.call(load_event("broker-health.json")).body == MISSING
+
+
+def test_a_cleared_secret_is_a_503_and_health_missing_for_a_new_container(
+    deploy: Callable[..., DeployedBroker],
+) -> None:
+    # Given the access-token secret a failed revoke left behind, and a refresher that still fails
+    broker = deploy()
+    broker.put("{}")
+    broker.refresher_answers("failed")
+    # When a caller asks, and health is asked / Then 503 and missing
+    assert_error(broker.call(load_event("broker-auth-headers.json")), 503, "BROKER.0003")
+    assert broker.call(load_event("broker-health.json")).body == MISSING
 
 
 def test_the_rejected_event_reports_a_fingerprint() -> None:
@@ -1041,6 +1306,18 @@ def test_sam_local_with_a_malformed_local_caller_fails_the_cold_start(
         load_function("broker")
 
 
+def test_a_refresher_that_is_neither_a_name_nor_an_arn_fails_the_cold_start_naming_it(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, broker_log: io.StringIO
+) -> None:
+    monkeypatch.setenv("ACCESS_TOKEN_SECRET_ID", SECRET_ID)
+    monkeypatch.setenv("REFRESHER_FUNCTION_NAME", "arn:aws:lambda:eu-west-1:refresher")
+    with pytest.raises(ConfigurationError, match="REFRESHER_FUNCTION_NAME"):
+        load_function("broker")
+    (record,) = log_records(broker_log)
+    assert record["level"] == "ERROR"
+    assert "REFRESHER_FUNCTION_NAME" in record["message"]
+
+
 def test_malformed_allowed_principals_fail_the_cold_start(
     aws: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1055,62 +1332,26 @@ def test_malformed_allowed_principals_fail_the_cold_start(
 REPORTING_CALLERS = 8
 
 
-class OneAtATimeRefresher:
-    """The refresher function as Lambda runs it with ReservedConcurrentExecutions: 1: the real
-    handler in process (moto, the local KillB); an invoke while a run is under way is throttled."""
-
-    def __init__(self, harness: RefresherHarness) -> None:
-        self._harness = harness
-        self._running = threading.Lock()
-        self.payloads: list[Any] = []
-        self.throttled = 0
-
-    def invoke(
-        self,
-        *,
-        # boto3's keyword names, so that it stands where the Lambda client does.
-        FunctionName: str,  # noqa: N803
-        InvocationType: str,  # noqa: N803
-        Payload: bytes,  # noqa: N803
-    ) -> dict[str, Any]:
-        if not self._running.acquire(blocking=False):
-            self.throttled += 1
-            error: Any = {
-                "Error": {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."},
-                "ResponseMetadata": {"HTTPStatusCode": 429},
-            }
-            raise ClientError(error, "Invoke")
-        try:
-            self.payloads.append(json.loads(Payload))
-            summary = self._harness.app.lambda_handler(json.loads(Payload), self._harness.context)
-        finally:
-            self._running.release()
-        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(summary).encode())}
-
-
-def broker_containers(
-    harness: RefresherHarness, monkeypatch: pytest.MonkeyPatch, count: int
-) -> tuple[list[ModuleType], OneAtATimeRefresher]:
-    """count warm broker containers over the harness's secrets, sharing one refresher."""
-    monkeypatch.setenv("REFRESHER_FUNCTION_NAME", REFRESHER)
-    monkeypatch.setenv("ALLOWED_PRINCIPALS", "")
-    refresher_function = OneAtATimeRefresher(harness)
-    containers = []
-    for _ in range(count):
-        app = load_function("broker")
-        # The one piece Lambda cannot lend a test: its Invoke API, here the handler itself.
-        app.broker.token_source.refresher.client = refresher_function
-        containers.append(app)
-    return containers, refresher_function
+@pytest.fixture
+def refresher_endpoint(
+    refresher: RefresherHarness, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LambdaEndpoint]:
+    """The harness's refresher handler behind the local Lambda endpoint, one run at a time, as
+    the brokers' REFRESHER_FUNCTION_NAME resolves it."""
+    with LambdaEndpoint({REFRESHER: refresher.app.lambda_handler}) as endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", endpoint.base_url)
+        monkeypatch.setenv("REFRESHER_FUNCTION_NAME", REFRESHER)
+        monkeypatch.setenv("ALLOWED_PRINCIPALS", "")
+        yield endpoint
 
 
 def test_many_callers_reporting_one_token_at_once_cause_one_refresh(
-    refresher: RefresherHarness, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+    refresher: RefresherHarness, refresher_endpoint: LambdaEndpoint, lambda_context: Any
 ) -> None:
     # Given a logged-in stack, and broker containers that each handed out its token
     refresher.run()
     old = refresher.access_token()
-    containers, refresher_function = broker_containers(refresher, monkeypatch, REPORTING_CALLERS)
+    containers = [load_function("broker") for _ in range(REPORTING_CALLERS)]
     for app in containers:
         assert (
             app.lambda_handler(load_event("broker-auth-headers.json"), lambda_context)["statusCode"]
@@ -1141,10 +1382,9 @@ def test_many_callers_reporting_one_token_at_once_cause_one_refresh(
         else:
             assert answer["headers"]["Retry-After"] == "5"
     assert any(answer["statusCode"] == 200 for answer in answers)
-    assert refresher_function.payloads
-    assert all(
-        p == {"force": True, "rejected": fingerprint(old)} for p in refresher_function.payloads
-    )
+    payloads = refresher_endpoint.payloads(REFRESHER)
+    assert payloads
+    assert all(p == {"force": True, "rejected": fingerprint(old)} for p in payloads)
     # And when the callers that were told to retry do, they get the new token, still no refresh
     for app, answer in zip(containers, answers, strict=True):
         if answer["statusCode"] == 503:

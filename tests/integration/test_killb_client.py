@@ -689,6 +689,89 @@ def test_a_logout_killb_never_answers_is_killb_unavailable(
     assert killb_sandbox.count("logout") == MAX_RETRIES + 1
 
 
+# The token check: GET /api/v2/auth/me
+
+
+def test_me_answers_the_claims_of_a_token_killb_accepts(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient
+) -> None:
+    # Given a logged-in session
+    tokens = login(client)
+
+    # When the client asks for the token's claims
+    claims = client.me(tokens.access_token)
+
+    # Then KillB got a GET with the token as Bearer, and its claims came back
+    (request,) = [r for r in killb_sandbox.requests if r.endpoint == "me"]
+    assert (request.method, request.headers["authorization"]) == (
+        "GET",
+        f"Bearer {tokens.access_token}",
+    )
+    assert claims["email"] == SANDBOX_EMAIL
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        (ErrorResponse(401, "AUTH.0003"), "AUTH.0003"),
+        (ErrorResponse(400, "AUTH.0002"), "AUTH.0002"),
+    ],
+    ids=["401", "auth-0002-at-400"],
+)
+def test_me_refused_is_token_rejected_and_not_retried(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient, fault: ErrorResponse, code: str
+) -> None:
+    # Given a KillB that refuses the token (a 401, or KillB's token codes at another status)
+    tokens = login(client)
+    killb_sandbox.inject("me", fault, times=MAX_RETRIES + 1)
+
+    # When the client asks, Then a TokenRejected, asked once
+    with pytest.raises(TokenRejected) as rejected:
+        client.me(tokens.access_token)
+    assert rejected.value.error_code == code
+    assert killb_sandbox.count("me") == 1
+
+
+def test_me_refused_for_the_api_key_is_no_token_refusal(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient
+) -> None:
+    # Given a KillB that answers 403 AUTH.0004 (the API key, not the token)
+    tokens = login(client)
+    killb_sandbox.inject("me", ErrorResponse(403, "AUTH.0004"))
+
+    # When the client asks, Then a plain KillBError: nothing said of the token
+    with pytest.raises(KillBError) as refused:
+        client.me(tokens.access_token)
+    assert type(refused.value) is KillBError
+
+
+@pytest.mark.parametrize(
+    "fault", [ErrorResponse(503), RateLimit(retry_after=0), NotJson()], ids=["503", "429", "html"]
+)
+def test_me_killb_could_not_answer_is_retried(
+    killb_sandbox: KillBSandbox,
+    client: KillBAuthClient,
+    fault: ErrorResponse | RateLimit | NotJson,
+) -> None:
+    # Given a KillB that fails the first two checks
+    tokens = login(client)
+    killb_sandbox.inject("me", fault, times=2)
+
+    # When the client asks, Then the third attempt answers
+    assert client.me(tokens.access_token)["email"] == SANDBOX_EMAIL
+    assert killb_sandbox.count("me") == 3
+
+
+def test_me_killb_never_answers_is_killb_unavailable(
+    killb_sandbox: KillBSandbox, client: KillBAuthClient
+) -> None:
+    tokens = login(client)
+    killb_sandbox.inject("me", NotJson(), times=MAX_RETRIES + 1)
+
+    with pytest.raises(KillBUnavailable):
+        client.me(tokens.access_token)
+
+
 def test_a_token_a_header_cannot_carry_is_not_sent_to_logout(
     killb_sandbox: KillBSandbox, client: KillBAuthClient
 ) -> None:

@@ -50,7 +50,9 @@ def test_first_run_logs_in_and_publishes_the_session_and_the_access_token(
     assert summary == {"action": "logged_in", "expiresAt": access_token["expiresAt"],
                        "reason": "logged in"}  # fmt: skip
     assert refresher.sandbox.is_valid_access_token(access_token["accessToken"])
-    assert set(access_token) == {"accessToken", "expiresAt"}
+    assert set(access_token) == {"accessToken", "expiresAt", "baseUrl", "checkedAt"}
+    assert access_token["baseUrl"] == refresher.sandbox.base_url
+    assert access_token["checkedAt"] == START
     assert session["accessToken"] == access_token["accessToken"]
     assert session["expiresAt"] == access_token["expiresAt"]
     assert session["refreshToken"]
@@ -261,7 +263,7 @@ def test_killb_unavailable_retries_then_fails_with_the_secrets_unchanged(
 ) -> None:
     # Given KillB answers every login with the fault
     refresher.sandbox.inject("login", fault, times=10)
-    before = refresher.secret(SESSION_ID), refresher.secret(ACCESS_TOKEN_ID)
+    before = refresher.stored()
 
     # When the refresher runs
     summary = refresher.run()
@@ -270,7 +272,7 @@ def test_killb_unavailable_retries_then_fails_with_the_secrets_unchanged(
     assert refresher.sandbox.count("login") == KILLB_ATTEMPTS
     assert summary["action"] == "failed"
     assert "KillB unavailable" in summary["reason"]
-    assert (refresher.secret(SESSION_ID), refresher.secret(ACCESS_TOKEN_ID)) == before
+    assert refresher.stored() == before
     metrics = refresher.metrics()
     assert (metrics["KillBUnavailable"], metrics["RefresherFailed"]) == ([1], [1])
 
@@ -279,16 +281,18 @@ def test_killb_unavailable_at_refresh_keeps_the_stale_session(refresher: Refresh
     # Given a stale session and a KillB that answers every refresh with a 502
     refresher.run()
     refresher.clock.advance(2100)
-    versions = refresher.versions()
+    before = refresher.stored()
+    access_token_version = refresher.versions()[1]
     refresher.sandbox.inject("refresh", ErrorResponse(502), times=10)
 
     # When the refresher runs
     summary = refresher.run()
 
-    # Then it fails with the token still in service, and writes nothing
+    # Then it fails with the token still in service, and writes no token
     assert summary["action"] == "failed"
     assert summary["expiresAt"] == refresher.secret_json(ACCESS_TOKEN_ID)["expiresAt"]
-    assert refresher.versions() == versions
+    assert refresher.stored() == before
+    assert refresher.versions()[1] == access_token_version
     assert refresher.sandbox.count("login") == 1
 
 
@@ -310,6 +314,8 @@ def test_access_token_write_failing_is_repaired_by_the_next_run(refresher: Refre
     assert refresher.secret_json(ACCESS_TOKEN_ID) == {
         "accessToken": session["accessToken"],
         "expiresAt": session["expiresAt"],
+        "baseUrl": refresher.sandbox.base_url,
+        "checkedAt": session["obtainedAt"],
     }
     assert refresher.sandbox.count("any") == 1
 

@@ -315,6 +315,60 @@ def test_revoking_one_access_token_leaves_the_others_valid(sandbox: KillBSandbox
 # Faults
 
 
+# The token's claims: GET /api/v2/auth/me
+
+
+def me(sandbox: KillBSandbox, access_token: str, **headers: str) -> requests.Response:
+    headers = {"Authorization": f"Bearer {access_token}", **headers}
+    return requests.get(f"{sandbox.base_url}/api/v2/auth/me", headers=headers, timeout=5)
+
+
+def test_me_answers_a_live_token_with_its_claims(sandbox: KillBSandbox) -> None:
+    # Given a token just issued
+    token = login(sandbox).json()["accessToken"]
+
+    # When its claims are asked for
+    answer = me(sandbox, token)
+
+    # Then 200 with who it is and the token's issued-at and expiry, in seconds
+    assert answer.status_code == 200
+    claims = answer.json()
+    assert claims["email"] == SANDBOX_EMAIL
+    assert (claims["iat"], claims["exp"]) == (int(T0), int(T0) + 60)
+    assert {"id", "customerId", "roles", "permissions", "active"} <= set(claims)
+    assert sandbox.count("me") == 1
+
+
+def test_me_refuses_a_revoked_token_with_auth_0003(sandbox: KillBSandbox) -> None:
+    # Given a token KillB revoked early
+    token = login(sandbox).json()["accessToken"]
+    sandbox.revoke(token)
+
+    # When its claims are asked for, Then 401 AUTH.0003
+    assert me(sandbox, token).json() == killb_error(401, "AUTH.0003", "Invalid token")
+
+
+def test_me_refuses_a_logged_out_or_unknown_token_with_auth_0003(sandbox: KillBSandbox) -> None:
+    # Given a token whose session was logged out, and a token KillB never issued
+    token = login(sandbox).json()["accessToken"]
+    logout(sandbox, token)
+
+    # When their claims are asked for, Then both are 401 AUTH.0003
+    assert error_code(me(sandbox, token)) == (401, "AUTH.0003")
+    assert error_code(me(sandbox, "never-issued")) == (401, "AUTH.0003")
+
+
+def test_me_refuses_an_expired_token_with_auth_0002(
+    sandbox: KillBSandbox, clock: ManualClock
+) -> None:
+    # Given a token whose 60 s have passed
+    token = login(sandbox).json()["accessToken"]
+    clock.now += 60
+
+    # When its claims are asked for, Then 401 AUTH.0002
+    assert error_code(me(sandbox, token)) == (401, "AUTH.0002")
+
+
 def test_a_fault_answers_as_many_requests_as_told_then_killb_is_back(
     killb_sandbox: KillBSandbox,
 ) -> None:

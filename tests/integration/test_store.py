@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
 from botocore.exceptions import (
     BotoCoreError,
@@ -187,6 +189,32 @@ def test_session_written_by_hand_without_obtained_at_is_usable(
     tokens = store.read_session().tokens
     assert tokens is not None
     assert (tokens.access_token, tokens.refresh_token, tokens.expires_at) == ("a", "r", 5)
+
+
+def test_session_of_an_older_version_with_failure_notice_times_reads_and_sheds_them(
+    client: SecretsManagerClient, store: TokenStore
+) -> None:
+    # Given a session an older refresher wrote, with when runs failed and operators were told
+    old = {
+        "accessToken": "access-store-1",
+        "refreshToken": "refresh-store-1",
+        "expiresAt": 1_800_003_600,
+        "obtainedAt": 1_800_000_000,
+        "credentialsVersion": "v-1",
+        "failingSince": 1_799_999_000,
+        "failureNotifiedAt": 1_799_999_000,
+    }
+    client.put_secret_value(SecretId=SESSION_ID, SecretString=json.dumps(old))
+
+    # When it is read and written back
+    session = store.read_session()
+    store.write_session(session)
+
+    # Then its tokens and version are read, and the notice times are no longer stored
+    assert session == Session(tokens=TOKENS, credentials_version="v-1")
+    assert json.loads(current(client, SESSION_ID)[0]) == {
+        key: value for key, value in old.items() if key not in ("failingSince", "failureNotifiedAt")
+    }
 
 
 def test_access_token_round_trips_with_its_api_key(
@@ -392,3 +420,95 @@ def test_client_uses_aws_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
     # Then it talks to the region's Secrets Manager
     assert endpoint_url == "https://secretsmanager.us-east-1.amazonaws.com"
+
+
+REPLICA_REGION = "eu-west-1"
+
+
+@pytest.fixture
+def replicated() -> Iterator[SecretsManagerClient]:
+    """The session secret of a primary stack in us-east-1, replicated to eu-west-1."""
+    with mock_aws():
+        client = secretsmanager_client(region_name="us-east-1")
+        for secret_id in (CREDENTIALS_ID, SESSION_ID, ACCESS_TOKEN_ID):
+            client.create_secret(
+                Name=secret_id, SecretString="{}", AddReplicaRegions=[{"Region": REPLICA_REGION}]
+            )
+        yield client
+
+
+def replicating_store(client: SecretsManagerClient) -> TokenStore:
+    return TokenStore(
+        client,
+        credentials_secret_id=CREDENTIALS_ID,
+        session_secret_id=SESSION_ID,
+        access_token_secret_id=ACCESS_TOKEN_ID,
+        replica_regions=[REPLICA_REGION],
+    )
+
+
+def test_a_primary_whose_replicas_still_follow_it_is_not_superseded(
+    replicated: SecretsManagerClient,
+) -> None:
+    # Given the session secret replicated to eu-west-1 (DescribeSecret there names us-east-1
+    # as the primary region)
+    store = replicating_store(replicated)
+
+    # Then the primary was not superseded
+    assert store.superseded_by() is None
+
+
+def test_a_primary_whose_replica_region_was_promoted_is_superseded(
+    replicated: SecretsManagerClient,
+) -> None:
+    # Given the replica in eu-west-1 promoted: its secret stands alone there, holding the value
+    # it had (moto has no StopReplicationToReplica; these public calls leave the same state)
+    store = replicating_store(replicated)
+    replica = secretsmanager_client(region_name=REPLICA_REGION)
+    value = replica.get_secret_value(SecretId=SESSION_ID)["SecretString"]
+    replicated.remove_regions_from_replication(
+        SecretId=SESSION_ID, RemoveReplicaRegions=[REPLICA_REGION]
+    )
+    replica.create_secret(Name=SESSION_ID, SecretString=value)
+
+    # Then the primary knows it was superseded, and by which region
+    assert store.superseded_by() == REPLICA_REGION
+
+
+def test_a_replica_region_that_cannot_be_asked_never_stops_the_primary(
+    replicated: SecretsManagerClient,
+) -> None:
+    # Given a replica region whose Secrets Manager does not answer (a closed loopback port)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    store = TokenStore(
+        replicated,
+        credentials_secret_id=CREDENTIALS_ID,
+        session_secret_id=SESSION_ID,
+        access_token_secret_id=ACCESS_TOKEN_ID,
+        replica_regions=[REPLICA_REGION],
+        connect_region=lambda region: boto3.client(
+            "secretsmanager", region_name=region, endpoint_url=closed
+        ),
+    )
+
+    # Then the primary goes on: not superseded
+    assert store.superseded_by() is None
+
+
+def test_a_secret_arn_names_the_same_secret_in_the_replica_region(
+    replicated: SecretsManagerClient,
+) -> None:
+    # Given the stack naming its session secret by ARN
+    arn = replicated.describe_secret(SecretId=SESSION_ID)["ARN"]
+    store = TokenStore(
+        replicated,
+        credentials_secret_id=CREDENTIALS_ID,
+        session_secret_id=arn,
+        access_token_secret_id=ACCESS_TOKEN_ID,
+        replica_regions=[REPLICA_REGION],
+    )
+
+    # Then the replica is asked under its own ARN, and still follows the primary
+    assert store.superseded_by() is None

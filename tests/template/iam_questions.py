@@ -22,6 +22,11 @@ OTHER_ACCOUNT = "210987654321"
 UNLISTED_ACCOUNT = "999988887777"
 API_ID = "abc123defg"
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
+# Several regions: the primary in REGION replicates to REPLICA_REGION, where a replica stack of
+# the same name replicates the primary's multi-Region key MULTI_REGION_KEY_ID.
+REPLICA_REGION = "eu-west-1"
+UNLISTED_REGION = "ap-south-1"
+MULTI_REGION_KEY_ID = "mrk-1234abcd12ab34cd56ef1234567890ab"
 VPC_ENDPOINT = "vpce-0a1b2c3d4e5f60789"
 EVENT_SOURCE = "killb.broker"  # the source of the refresher's events (docs/spec.md)
 PAYMENTS_ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/payments"
@@ -42,6 +47,12 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
         "LocalBrokerPrincipalArns": BROKER_DEVELOPER,
         "LocalRefresherPrincipalArns": REFRESHER_DEVELOPER,
     },
+    "primary": {"MultiRegionKey": "true", "ReplicaRegions": REPLICA_REGION},
+}
+# Replica stacks in REPLICA_REGION, beside the "primary" configuration's stack.
+REPLICA_CONFIGURATIONS: dict[str, dict[str, str]] = {
+    "replica": {"PrimaryRegion": REGION, "PrimaryKeyId": MULTI_REGION_KEY_ID},
+    "promoted": {"PrimaryRegion": REGION, "PrimaryKeyId": MULTI_REGION_KEY_ID, "Promoted": "true"},
 }
 
 Request = dict[str, Any]
@@ -51,7 +62,13 @@ Document = dict[str, Any]
 class Stack:
     """The translated template with every intrinsic resolved as one deploy would resolve it."""
 
-    def __init__(self, parameters: Mapping[str, str], patch: Callable[[Any], None] | None = None):
+    def __init__(
+        self,
+        parameters: Mapping[str, str],
+        patch: Callable[[Any], None] | None = None,
+        region: str = REGION,
+    ):
+        self.region = region
         translated = translated_template(parameters)
         if patch is not None:
             patch(translated)
@@ -60,11 +77,19 @@ class Stack:
             name: str(spec.get("Default", ""))
             for name, spec in translated.get("Parameters", {}).items()
         }
+        # A CommaDelimitedList parameter's Ref is a list, as CloudFormation resolves it.
+        given = {**defaults, **parameters}
+        lists = {
+            name: given[name].split(",")
+            for name, spec in translated.get("Parameters", {}).items()
+            if spec.get("Type") == "CommaDelimitedList"
+        }
         self.values: dict[str, Any] = {
             **defaults,
             **parameters,
+            **lists,
             "AWS::AccountId": ACCOUNT_ID,
-            "AWS::Region": REGION,
+            "AWS::Region": region,
             "AWS::Partition": "aws",
             "AWS::StackName": STACK_NAME,
             "AWS::URLSuffix": "amazonaws.com",
@@ -86,18 +111,25 @@ class Stack:
             return self.values[name]
         resource = self.resources[name]
         properties = resource.get("Properties", {})
+        # A name the template fixes (a multi-Region stack's roles and refresher) is the name.
+        fixed = {"AWS::IAM::Role": "RoleName", "AWS::Lambda::Function": "FunctionName"}
+        if resource["Type"] in fixed and properties.get(fixed[resource["Type"]]) is not None:
+            name_given = self.resolve(properties[fixed[resource["Type"]]])
+            if name_given is not None:
+                return name_given
         refs: dict[str, Callable[[], Any]] = {
             "AWS::SecretsManager::Secret": lambda: (
-                f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:"
+                f"arn:aws:secretsmanager:{self.region}:{ACCOUNT_ID}:secret:"
                 f"{self.resolve(properties['Name'])}-AbC123"
             ),
             "AWS::Lambda::Alias": lambda: (
-                f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:"
+                f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:"
                 f"{self.ref(properties['FunctionName']['Ref'])}:{properties['Name']}"
             ),
             "AWS::KMS::Key": lambda: KEY_ID,
+            "AWS::KMS::ReplicaKey": lambda: MULTI_REGION_KEY_ID,
             "AWS::SNS::Topic": lambda: (
-                f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{self.physical_name(name)}"
+                f"arn:aws:sns:{self.region}:{ACCOUNT_ID}:{self.physical_name(name)}"
             ),
             "AWS::ApiGateway::RestApi": lambda: API_ID,
             "AWS::Logs::LogGroup": lambda: self.resolve(properties["LogGroupName"]),
@@ -110,10 +142,11 @@ class Stack:
         kind = self.resources[name]["Type"]
         prefix = {
             "AWS::IAM::Role": f"arn:aws:iam::{ACCOUNT_ID}:role/",
-            "AWS::Lambda::Function": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:",
-            "AWS::SQS::Queue": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:",
-            "AWS::Logs::LogGroup": f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:",
-            "AWS::KMS::Key": f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/",
+            "AWS::Lambda::Function": f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:",
+            "AWS::SQS::Queue": f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:",
+            "AWS::Logs::LogGroup": f"arn:aws:logs:{self.region}:{ACCOUNT_ID}:log-group:",
+            "AWS::KMS::Key": f"arn:aws:kms:{self.region}:{ACCOUNT_ID}:key/",
+            "AWS::KMS::ReplicaKey": f"arn:aws:kms:{self.region}:{ACCOUNT_ID}:key/",
         }[kind]
         suffix = ":*" if kind == "AWS::Logs::LogGroup" else ""
         return f"{prefix}{self.ref(name)}{suffix}"
@@ -165,6 +198,13 @@ class Stack:
     def _fn_or(self, inner: Any) -> bool:
         return any(self.resolve(inner))
 
+    def _fn_and(self, inner: Any) -> bool:
+        return all(self.resolve(inner))
+
+    def _fn_select(self, inner: Any) -> Any:
+        index, items = inner
+        return self.resolve(items)[int(index)]
+
     def _condition(self, inner: str) -> bool:
         return self.condition(inner)
 
@@ -178,6 +218,8 @@ class Stack:
         "Fn::Equals": _fn_equals,
         "Fn::Not": _fn_not,
         "Fn::Or": _fn_or,
+        "Fn::And": _fn_and,
+        "Fn::Select": _fn_select,
         "Condition": _condition,
     }
 
@@ -220,11 +262,27 @@ class Stack:
     def key_policy(self) -> Document:
         return dict(self.resolve(self.resources["SecretsKey"]["Properties"]["KeyPolicy"]))
 
+    # -- the secrets as this Region holds them (a replica stack overrides these) -----------------
+
+    @property
+    def primary(self) -> Stack:
+        """The stack whose refresher writes the secrets: this one, but in a replica stack."""
+        return self
+
+    def secret_arn(self, secret: str) -> str:
+        return str(self.ref(secret))
+
+    def secrets_key_arn(self) -> str:
+        return str(self.get_att("SecretsKey", "Arn"))
+
+    def secrets_key_policy(self) -> Document:
+        return self.key_policy()
+
     def api_policy(self) -> Document:
         """The API's resource policy as API Gateway stores it (execute-api:/ expanded)."""
         body = self.resources["BrokerApi"]["Properties"]["Body"]
         document = self.resolve(body["x-amazon-apigateway-policy"])
-        prefix = f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/"
+        prefix = f"arn:aws:execute-api:{self.region}:{ACCOUNT_ID}:{API_ID}/"
         for statement in document["Statement"]:
             statement["Resource"] = [
                 prefix + r.removeprefix("execute-api:/") for r in as_list(statement["Resource"])
@@ -254,6 +312,34 @@ class Stack:
         return {"Version": "2012-10-17", "Statement": statements}
 
 
+class ReplicaStack(Stack):
+    """A replica stack in REPLICA_REGION: its secrets are the primary stack's replicas (their
+    ARNs in this Region, the primary's resource policies, which replicate), encrypted with this
+    stack's replica key."""
+
+    def __init__(self, parameters: Mapping[str, str], primary: Stack):
+        super().__init__(parameters, region=REPLICA_REGION)
+        self._primary = primary
+
+    @property
+    def primary(self) -> Stack:
+        return self._primary
+
+    def secret_policy(self, secret: str) -> Document | None:
+        return self._primary.secret_policy(secret)
+
+    def secret_arn(self, secret: str) -> str:
+        arn = self._primary.secret_arn(secret)
+        return arn.replace(f":{self._primary.region}:", f":{self.region}:", 1)
+
+    def secrets_key_arn(self) -> str:
+        return str(self.get_att("SecretReplicasKey", "Arn"))
+
+    def secrets_key_policy(self) -> Document:
+        key = self.resources["SecretReplicasKey"]["Properties"]["KeyPolicy"]
+        return dict(self.resolve(key))
+
+
 def session_of(role_arn: str) -> str:
     account, name = re.fullmatch(r"arn:aws:iam::(\d{12}):role/(.+)", role_arn).groups()  # type: ignore[union-attr]
     return f"arn:aws:sts::{account}:assumed-role/{name.rsplit('/', 1)[-1]}/session"
@@ -281,7 +367,7 @@ def allow_everything(*services: str) -> list[Document]:
 
 def questions(stack: Stack) -> dict[str, list[Request]]:
     """Question id -> the requests it is made of; the answer is yes when all are allowed."""
-    key_arn = stack.get_att("SecretsKey", "Arn")
+    key_arn = stack.secrets_key_arn()
     secrets = {
         "credentials": "CredentialsSecret",
         "session": "SessionSecret",
@@ -293,14 +379,16 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
         **role_principal(admin_role),
         "identity": allow_everything("secretsmanager", "kms", "lambda", "execute-api"),
     }
-    via_secrets_manager = f"secretsmanager.{REGION}.amazonaws.com"
+    via_secrets_manager = f"secretsmanager.{stack.region}.amazonaws.com"
 
     def of_role(role: str) -> dict[str, Any]:
         return {**role_principal(stack.role_arn(role)), "identity": stack.identity_policies(role)}
 
-    def secret_request(who: dict[str, Any], action: str, secret: str) -> Request:
-        arn = stack.ref(secrets[secret])
-        return request(who, action, arn, stack.secret_policy(secrets[secret]))
+    def secret_request(
+        who: dict[str, Any], action: str, secret: str, context: Mapping[str, Any] | None = None
+    ) -> Request:
+        arn = stack.secret_arn(secrets[secret])
+        return request(who, action, arn, stack.secret_policy(secrets[secret]), context)
 
     def key_request(
         who: dict[str, Any], action: str, secret: str | None, via: str | None = via_secrets_manager
@@ -309,8 +397,8 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
         if via is not None:
             context["kms:ViaService"] = via
         if secret is not None:
-            context["kms:EncryptionContext:SecretARN"] = stack.ref(secrets[secret])
-        return request(who, action, key_arn, stack.key_policy(), context)
+            context["kms:EncryptionContext:SecretARN"] = stack.secret_arn(secrets[secret])
+        return request(who, action, key_arn, stack.secrets_key_policy(), context)
 
     def reads(who: dict[str, Any], secret: str) -> list[Request]:
         return [
@@ -336,6 +424,14 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
         table[f"broker-decrypts-{secret}"] = [key_request(of_role(broker), "kms:Decrypt", secret)]
         table[f"broker-writes-{secret}"] = writes(of_role(broker), secret)
     table["broker-invokes-refresher"] = invokes(of_role(broker), "RefresherFunction")
+    table["broker-invokes-the-primary-regions-refresher"] = [
+        request(
+            of_role(broker),
+            "lambda:InvokeFunction",
+            f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{STACK_NAME}-refresher",
+            None,
+        )
+    ]
     table["broker-invokes-itself"] = invokes(of_role(broker), "BrokerFunction")
     table["broker-invokes-its-live-alias"] = [
         request(
@@ -345,9 +441,18 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
     for secret in secrets:
         table[f"refresher-reads-{secret}"] = reads(of_role(refresher), secret)
         table[f"refresher-writes-{secret}"] = writes(of_role(refresher), secret)
+    # The primary stack's refresher (itself, but in a replica stack) on this Region's secrets.
+    primary_refresher = {
+        **role_principal(stack.primary.role_arn(refresher)),
+        "identity": stack.primary.identity_policies(refresher),
+    }
+    table["primary-refresher-reads-credentials-here"] = reads(primary_refresher, "credentials")
+    table["primary-refresher-encrypts-access-token-here"] = [
+        key_request(primary_refresher, "kms:GenerateDataKey", "access-token")
+    ]
     table["scheduler-invokes-refresher"] = invokes(of_role("SchedulerRole"), "RefresherFunction")
     table["scheduler-invokes-broker"] = invokes(of_role("SchedulerRole"), "BrokerFunction")
-    table.update(event_questions(of_role(refresher), of_role(broker)))
+    table.update(event_questions(stack, of_role(refresher), of_role(broker)))
     for secret in secrets:
         table[f"admin-reads-{secret}"] = reads(admin, secret)
     table["admin-decrypts-credentials-directly"] = [
@@ -355,8 +460,28 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
     ]
     table["admin-puts-new-credentials"] = writes(admin, "credentials")
     table["admin-replicates-credentials-to-another-region"] = [
-        secret_request(admin, "secretsmanager:ReplicateSecretToRegions", "credentials")
+        secret_request(
+            admin,
+            "secretsmanager:ReplicateSecretToRegions",
+            "credentials",
+            {"secretsmanager:AddReplicaRegions": [UNLISTED_REGION]},
+        )
     ]
+    table["admin-replicates-credentials-to-the-replica-region"] = [
+        secret_request(
+            admin,
+            "secretsmanager:ReplicateSecretToRegions",
+            "credentials",
+            {"secretsmanager:AddReplicaRegions": [REPLICA_REGION]},
+        )
+    ]
+    # A role an administrator creates under the name a replica stack in an unlisted Region would
+    # give its broker: the replicated policies name exact Regions, not a pattern.
+    lookalike = {
+        **role_principal(f"arn:aws:iam::{ACCOUNT_ID}:role/{STACK_NAME}-broker-{UNLISTED_REGION}"),
+        "identity": allow_everything("secretsmanager", "kms"),
+    }
+    table["unlisted-regions-broker-role-reads-access-token"] = reads(lookalike, "access-token")
     table["admin-creates-a-key-grant"] = [
         request(admin, "kms:CreateGrant", key_arn, stack.key_policy())
     ]
@@ -375,17 +500,15 @@ def questions(stack: Stack) -> dict[str, list[Request]]:
         table[f"{name}-decrypts-credentials-directly"] = [
             key_request(developer, "kms:Decrypt", "credentials", via=None)
         ]
-    table.update(api_questions(stack))
-    table.update(service_questions(stack))
-    return table
+    return table | api_questions(stack) | service_questions(stack)
 
 
 def event_questions(
-    refresher: Mapping[str, Any], broker: Mapping[str, Any]
+    stack: Stack, refresher: Mapping[str, Any], broker: Mapping[str, Any]
 ) -> dict[str, list[Request]]:
     """Who may put events on which bus, under which source (EventBridge authorizes each entry
     of a PutEvents call with its source and detail-type as context keys)."""
-    bus = f"arn:aws:events:{REGION}:{ACCOUNT_ID}:event-bus/"
+    bus = f"arn:aws:events:{stack.region}:{ACCOUNT_ID}:event-bus/"
 
     def puts(who: Mapping[str, Any], bus_name: str, source: str) -> list[Request]:
         context = {"events:source": source, "events:detail-type": "Refresh Failed"}
@@ -400,7 +523,7 @@ def event_questions(
 
 
 def api_questions(stack: Stack) -> dict[str, list[Request]]:
-    route = f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/api/GET/v1/auth-headers"
+    route = f"arn:aws:execute-api:{stack.region}:{ACCOUNT_ID}:{API_ID}/api/GET/v1/auth-headers"
     invoke_anything: list[Document] = allow_everything("execute-api")
     through_endpoint = {"aws:SourceVpce": VPC_ENDPOINT}
 
@@ -425,10 +548,10 @@ def api_questions(stack: Stack) -> dict[str, list[Request]]:
 
 def service_questions(stack: Stack) -> dict[str, list[Request]]:
     key_arn = stack.get_att("SecretsKey", "Arn")
-    logs = f"logs.{REGION}.amazonaws.com"
-    log_group = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:"
+    logs = f"logs.{stack.region}.amazonaws.com"
+    log_group = f"arn:aws:logs:{stack.region}:{ACCOUNT_ID}:log-group:"
     alias = stack.ref("BrokerFunctionAliaslive")
-    api_source = f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{API_ID}/api/GET/v1/auth-headers"
+    api_source = f"arn:aws:execute-api:{stack.region}:{ACCOUNT_ID}:{API_ID}/api/GET/v1/auth-headers"
 
     def service(
         name: str, action: str, resource: str, policy: Document, context: Mapping[str, str]
@@ -443,7 +566,7 @@ def service_questions(stack: Stack) -> dict[str, list[Request]]:
     def alarm_use(account: str, alarm: str) -> list[Request]:
         context = {
             "aws:SourceAccount": account,
-            "aws:SourceArn": f"arn:aws:cloudwatch:{REGION}:{account}:alarm:{alarm}",
+            "aws:SourceArn": f"arn:aws:cloudwatch:{stack.region}:{account}:alarm:{alarm}",
         }
         return [
             service(
@@ -460,7 +583,7 @@ def service_questions(stack: Stack) -> dict[str, list[Request]]:
         policy = stack.resolve(stack.resources["AlarmTopicPolicy"]["Properties"]["PolicyDocument"])
         context = {
             "aws:SourceAccount": account,
-            "aws:SourceArn": f"arn:aws:cloudwatch:{REGION}:{account}:alarm:{alarm}",
+            "aws:SourceArn": f"arn:aws:cloudwatch:{stack.region}:{account}:alarm:{alarm}",
         }
         return [service("cloudwatch.amazonaws.com", "sns:Publish", topic, policy, context)]
 
@@ -534,7 +657,10 @@ def widened_broker(translated: Any) -> None:
 
 
 def export() -> dict[str, Any]:
-    exported = {name: questions(Stack(parameters)) for name, parameters in CONFIGURATIONS.items()}
+    stacks = {name: Stack(parameters) for name, parameters in CONFIGURATIONS.items()}
+    for name, parameters in REPLICA_CONFIGURATIONS.items():
+        stacks[name] = ReplicaStack(parameters, primary=stacks["primary"])
+    exported = {name: questions(stack) for name, stack in stacks.items()}
     exported["widened"] = questions(Stack({}, patch=widened_broker))
     return exported
 

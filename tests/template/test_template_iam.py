@@ -30,7 +30,8 @@ def secrets_manager_grants(resources: Resources, role: str) -> dict[str, set[str
         wanted = {action for action in actions(statement) if action.startswith("secretsmanager:")}
         if statement["Effect"] != "Allow" or not wanted:
             continue
-        for secret in referenced_ids(statement["Resource"]):
+        # A replica stack's branch names the replicas by ARN (test_template_regions.py)
+        for secret in referenced_ids(statement["Resource"]) & set(SECRETS):
             grants.setdefault(secret, set()).update(wanted)
     return grants
 
@@ -265,7 +266,7 @@ def test_secret_value_is_denied_to_everyone_but_its_named_readers(
         "*",
         "secretsmanager:ReplicateSecretToRegions",
     )
-    assert "Condition" not in no_replicas
+    assert "Condition" not in resolved["Statement"][1]
 
 
 def test_the_account_administers_the_key_without_decrypting_or_granting(

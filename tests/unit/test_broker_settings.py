@@ -108,3 +108,46 @@ def test_sam_local_refuses_a_local_caller_that_is_not_an_iam_arn(arn: str) -> No
 
 def test_a_malformed_local_caller_outside_sam_local_is_only_ignored() -> None:
     assert broker_config(LOCAL_CALLER_ARN="*").ignored_variables == ("LOCAL_CALLER_ARN",)
+
+
+# --- REFRESHER_FUNCTION_NAME: a name, or an ARN of this or another region ---------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "region"),
+    [
+        ("killb-broker-refresher", None),
+        ("killb-broker-refresher:live", None),
+        ("arn:aws:lambda:eu-west-1:123456789012:function:killb-broker-refresher", "eu-west-1"),
+        ("arn:aws:lambda:ap-southeast-2:123456789012:function:refresher:live", "ap-southeast-2"),
+        ("arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:refresher", "us-gov-west-1"),
+    ],
+)
+def test_the_refresher_may_be_named_by_name_or_by_arn(value: str, region: str | None) -> None:
+    config = broker_config(REFRESHER_FUNCTION_NAME=f" {value} ")
+    assert (config.refresher_function_name, config.refresher_region) == (value, region)
+
+
+def test_no_refresher_set_means_no_refresher() -> None:
+    config = broker_config(REFRESHER_FUNCTION_NAME="")
+    assert (config.refresher_function_name, config.refresher_region) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "killb broker refresher",
+        "x" * 65,
+        "arn:aws:lambda:eu-west-1:123456789012:function:",
+        "arn:aws:lambda:eu-west-1:1234:function:refresher",
+        "arn:aws:lambda:Europe:123456789012:function:refresher",
+        "arn:aws:s3:::refresher",
+        "123456789012:function:refresher",
+        "https://lambda.eu-west-1.amazonaws.com/refresher",
+    ],
+)
+def test_a_refresher_that_is_neither_a_name_nor_an_arn_is_refused_naming_the_variable(
+    value: str,
+) -> None:
+    with pytest.raises(ConfigurationError, match="REFRESHER_FUNCTION_NAME: must be a Lambda"):
+        broker_config(REFRESHER_FUNCTION_NAME=value)

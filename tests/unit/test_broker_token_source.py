@@ -21,6 +21,7 @@ from moto import mock_aws
 
 from killb_broker.errors import TokenUnavailable
 from killb_broker.refresher_invoke import Refresher
+from killb_broker.store import access_token_to_json
 from killb_broker.token_source import (
     MAX_CACHE_AGE,
     RETRY_AFTER_NOTHING_TO_DO,
@@ -61,7 +62,7 @@ class SecretsManager:
         self.client.put_secret_value(SecretId=SECRET_ID, SecretString=value)
 
     def put_token(self, name: str, expires_at: int) -> None:
-        self.put(AccessToken(token=f"access-{name}", expires_at=expires_at).to_secret_string())
+        self.put(access_token_to_json(AccessToken(token=f"access-{name}", expires_at=expires_at)))
 
 
 @pytest.fixture
@@ -267,9 +268,19 @@ def test_short_token_without_a_refresher_is_unavailable_for_longer(
     assert unavailable(source(secrets, clock), 300).retry_after == RETRY_AFTER_NOTHING_TO_DO
 
 
-def test_token_with_exactly_min_ttl_left_is_served(secrets: SecretsManager, clock: Clock) -> None:
-    secrets.put_token("edge", NOW + 300)
-    assert source(secrets, clock).lasting(300).token == "access-edge"
+@pytest.mark.parametrize(("seconds_left", "served"), [(299, False), (300, False), (301, True)])
+def test_a_token_is_served_only_with_more_than_min_ttl_left(
+    secrets: SecretsManager, clock: Clock, seconds_left: int, served: bool
+) -> None:
+    # Given a token with about the default minTtl left, and no refresher
+    secrets.put_token("edge", NOW + seconds_left)
+    tokens = source(secrets, clock)
+    # When a default request asks / Then it is served only when fresh against 300 s, the rule
+    # by which /v1/health says "ok" (tests/unit/test_broker_health.py)
+    if served:
+        assert tokens.lasting(300).token == "access-edge"
+    else:
+        unavailable(tokens, 300)
 
 
 def test_min_ttl_zero_never_serves_an_expired_token(secrets: SecretsManager, clock: Clock) -> None:

@@ -3,8 +3,10 @@ KillB (no AWS, no network)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -19,8 +21,10 @@ from killb_broker.errors import (
 )
 from killb_broker.policy import (
     Action,
+    DetailType,
     Event,
     KillB,
+    Notice,
     Outcome,
     RefreshSettings,
     Request,
@@ -38,7 +42,8 @@ from killb_broker.tokens import (
 
 NOW = 1_800_000_000
 LOGGED_OUT = object()  # a scripted answer: KillB accepted the logout
-SETTINGS = RefreshSettings(refresh_window=1800, login_backoff=900)
+BASE_URL = "https://killb.example.test"
+SETTINGS = RefreshSettings(refresh_window=1800, login_backoff=900, base_url=BASE_URL)
 CREDENTIALS = Credentials(email="ops@example.test", password="pw-unit-1", version_id="v1")
 
 
@@ -51,6 +56,22 @@ def token_set(name: str, *, expires_in: int = 3600, now: int = NOW) -> TokenSet:
     )
 
 
+def published(
+    name: str, *, expires_in: int = 3600, now: int = NOW, api_key: str | None = None
+) -> AccessToken:
+    """The access token a run publishes for token_set(name): with the KillB root it belongs to,
+    and confirmed at the moment KillB issued it."""
+    tokens = token_set(name, expires_in=expires_in, now=now)
+    return AccessToken.from_token_set(tokens, api_key, base_url=BASE_URL, checked_at=now)
+
+
+def recovery(name: str, reason: str, *, now: int = NOW) -> Notice:
+    """The Refresh Recovered candidate of a run that published token_set(name): the Notifier
+    sends it only after a failure it told of."""
+    tokens = token_set(name, now=now)
+    return Notice(DetailType.REFRESH_RECOVERED, reason, tokens.fingerprint, tokens.expires_at)
+
+
 @dataclass
 class FakeStore:
     """The three secrets in memory; records writes in order and can fail one kind of write."""
@@ -61,6 +82,7 @@ class FakeStore:
     writes: list[str] = field(default_factory=list)
     credentials_reads: int = 0
     failing_write: str | None = None
+    promoted_region: str | None = None  # a replica region promoted to primary
 
     def read_credentials(self) -> Credentials | NotConfigured:
         self.credentials_reads += 1
@@ -84,12 +106,23 @@ class FakeStore:
         self.writes.append("access_token")
         self.access_token = token
 
+    def superseded_by(self) -> str | None:
+        return self.promoted_region
+
+    def clear_access_token(self) -> None:
+        if self.failing_write == "access_token":
+            raise SecretAccessDenied("PutSecretValue: access denied", secret_id="access-token")
+        self.writes.append("access_token")
+        self.access_token = None
+
     def publish(
         self, tokens: TokenSet, api_key: str | None = None, credentials_version: str = "v1"
     ) -> None:
         """Given: a run that succeeded earlier left these tokens in both secrets."""
         self.session = Session(tokens=tokens, credentials_version=credentials_version)
-        self.access_token = AccessToken.from_token_set(tokens, api_key)
+        self.access_token = AccessToken.from_token_set(
+            tokens, api_key, base_url=BASE_URL, checked_at=tokens.obtained_at
+        )
 
 
 @dataclass
@@ -119,6 +152,14 @@ class FakeKillB:
         if isinstance(answer, KillBError):
             raise answer
         assert answer is LOGGED_OUT, "a logout was asked for where a token set was scripted"
+
+    def me(self, access_token: str) -> dict[str, Any]:
+        self.calls.append(("me", access_token))
+        answer = self.answers.pop(0)
+        if isinstance(answer, KillBError):
+            raise answer
+        assert isinstance(answer, dict), "a token check was asked for where a claim set was not"
+        return answer
 
     def close(self) -> None:
         self.closed += 1
@@ -177,8 +218,10 @@ def test_no_session_logs_in_and_writes_session_then_access_token(
     assert killb.calls == [("login", "ops@example.test")]
     assert store.writes == ["session", "access_token"]
     assert store.session == logged_in(token_set("a"))
-    assert store.access_token == AccessToken("access-a", NOW + 3600)
-    assert outcome == Outcome(Action.LOGGED_IN, NOW + 3600, "logged in", (Event.LOGIN,))
+    assert store.access_token == published("a")
+    assert outcome == Outcome(
+        Action.LOGGED_IN, NOW + 3600, "logged in", (Event.LOGIN,), (recovery("a", "logged in"),)
+    )
 
 
 def test_fresh_token_is_a_noop_without_killb_credentials_or_writes(
@@ -216,8 +259,14 @@ def test_token_is_refreshed_with_the_stored_refresh_token(
     # Then it refreshes (no login first) and keeps the new refresh token
     assert killb.calls == [("refresh", "refresh-a")]
     assert store.session == logged_in(token_set("b", now=now))
-    assert store.access_token == AccessToken("access-b", now + 3600)
-    assert outcome == Outcome(Action.REFRESHED, now + 3600, "refreshed", (Event.REFRESH,))
+    assert store.access_token == published("b", now=now)
+    assert outcome == Outcome(
+        Action.REFRESHED,
+        now + 3600,
+        "refreshed",
+        (Event.REFRESH,),
+        (recovery("b", "refreshed", now=now),),
+    )
 
 
 def test_refresh_token_rejected_falls_back_to_login(store: FakeStore, killb: FakeKillB) -> None:
@@ -247,12 +296,12 @@ def test_credentials_not_configured_fail_without_a_killb_call_saying_what_is_wro
     # Then no KillB client is even built, nothing is written, and the reason says what is wrong
     assert killb.api_keys == []
     assert store.writes == []
-    assert outcome == Outcome(
-        Action.FAILED,
-        None,
-        "credentials not configured: empty field password",
-        (Event.NOT_CONFIGURED,),
-    )
+    assert outcome.summary() == {
+        "action": "failed",
+        "expiresAt": None,
+        "reason": "credentials not configured: empty field password",
+    }
+    assert outcome.events == (Event.NOT_CONFIGURED,)
 
 
 def test_rejected_credentials_start_a_backoff_kept_in_the_session(
@@ -354,8 +403,10 @@ def test_killb_unavailable_fails_and_leaves_the_secrets_untouched(
     # When the refresher runs
     outcome = run(store, killb, now=NOW + 2000)
 
-    # Then it fails, says why, and writes nothing
+    # Then it fails, says why, and writes nothing: the tokens stay
     assert store.writes == []
+    assert store.session.tokens == token_set("a")
+    assert store.access_token == published("a")
     assert outcome.action is Action.FAILED
     assert "KillB unavailable" in outcome.reason
     assert outcome.expires_at == NOW + 3600
@@ -373,6 +424,7 @@ def test_killb_refusing_the_login_otherwise_is_counted_as_refused_not_unavailabl
 
     # Then it fails without starting a backoff, counted as a refusal
     assert store.writes == []
+    assert store.session.login_backoff is None
     assert outcome.action is Action.FAILED
     assert "refused" in outcome.reason
     assert outcome.events == (Event.KILLB_REFUSED,)
@@ -418,7 +470,7 @@ def test_killb_client_carries_the_api_key_and_is_closed(store: FakeStore, killb:
     # Then the client was built with the key, closed after use, and the access token holds it
     assert killb.api_keys == ["ak-unit-1"]
     assert killb.closed == 1
-    assert store.access_token == AccessToken("access-a", NOW + 3600, "ak-unit-1")
+    assert store.access_token == published("a", api_key="ak-unit-1")
 
 
 def test_access_token_secret_behind_the_session_is_republished_without_killb(
@@ -435,7 +487,7 @@ def test_access_token_secret_behind_the_session_is_republished_without_killb(
     # Then the access token is re-published from the session, with the API key, no KillB call
     assert killb.api_keys == []
     assert store.writes == ["access_token"]
-    assert store.access_token == AccessToken("access-a", NOW + 3600, "ak-unit-1")
+    assert store.access_token == published("a", api_key="ak-unit-1")
     assert outcome.action is Action.NOOP
 
 
@@ -452,7 +504,7 @@ def test_session_write_failing_after_a_refresh_propagates_and_skips_the_access_t
         run(store, killb, now=NOW + 2000)
 
     # And the access token still holds the old token (never a token the session lacks)
-    assert store.access_token == AccessToken("access-a", NOW + 3600)
+    assert store.access_token == published("a")
 
 
 def test_access_token_write_failing_propagates_after_the_session_is_written(
@@ -553,7 +605,7 @@ def test_report_of_the_stored_token_refreshes_it_and_records_when(
     assert outcome.action is Action.REFRESHED
     assert outcome.events == (Event.REJECTED_TOKEN_REFRESH, Event.REFRESH)
     assert store.session == logged_in(token_set("b", now=NOW + 10), rejected_refresh_at=NOW + 10)
-    assert store.access_token == AccessToken("access-b", NOW + 3610)
+    assert store.access_token == published("b", now=NOW + 10)
 
 
 def test_report_of_the_stored_token_logs_in_when_the_refresh_is_refused(
@@ -600,7 +652,7 @@ def test_report_of_a_replaced_token_still_publishes_the_session_token(
 
     # Then the session's token b is published, with no KillB call
     assert killb.api_keys == []
-    assert store.access_token == AccessToken("access-b", NOW + 3600)
+    assert store.access_token == published("b")
     assert outcome.action is Action.NOOP
 
 
@@ -652,7 +704,7 @@ def test_rejected_refresh_that_killb_cannot_answer_keeps_the_tokens_and_counts_t
     assert outcome.action is Action.FAILED
     assert outcome.events == (Event.REJECTED_TOKEN_REFRESH, Event.KILLB_UNAVAILABLE)
     assert store.session == logged_in(token_set("a"), rejected_refresh_at=NOW)
-    assert store.access_token == AccessToken("access-a", NOW + 3600)
+    assert store.access_token == published("a")
 
 
 def test_report_during_an_outage_is_too_soon_a_second_time(
@@ -692,23 +744,24 @@ def test_report_inside_the_login_backoff_makes_no_killb_call(
 # Revoke
 
 
-def test_revoke_logs_the_session_out_then_logs_in_afresh(
+def test_revoke_logs_in_and_publishes_then_logs_the_old_session_out(
     store: FakeStore, killb: FakeKillB
 ) -> None:
     # Given a fresh session
     store.publish(token_set("a"))
-    killb.answers = [LOGGED_OUT, token_set("b")]
+    killb.answers = [token_set("b"), LOGGED_OUT]
 
     # When revoke arrives
     outcome = run(store, killb, request=Request(revoke=True))
 
-    # Then the old session is logged out with its access token, a login publishes new tokens
-    assert killb.calls == [("logout", "access-a"), ("login", "ops@example.test")]
+    # Then a login publishes new tokens first, and only then is the old session logged out
+    assert killb.calls == [("login", "ops@example.test"), ("logout", "access-a")]
+    assert store.writes == ["session", "access_token"]
     assert store.session == logged_in(token_set("b"))
-    assert store.access_token == AccessToken("access-b", NOW + 3600)
+    assert store.access_token == published("b")
     assert outcome.action is Action.LOGGED_IN
     assert "old session revoked" in outcome.reason
-    assert outcome.events == (Event.REVOCATION, Event.LOGOUT, Event.LOGIN)
+    assert outcome.events == (Event.REVOCATION, Event.LOGIN, Event.LOGOUT)
 
 
 @pytest.mark.parametrize(
@@ -719,49 +772,127 @@ def test_revoke_logs_the_session_out_then_logs_in_afresh(
     ],
     ids=["refused", "unavailable"],
 )
-def test_revoke_whose_logout_fails_still_logs_in_saying_so(
+def test_revoke_whose_logout_fails_keeps_the_new_login_saying_so(
     store: FakeStore, killb: FakeKillB, error: KillBError, said: str
 ) -> None:
-    # Given a session, and a KillB that refuses or cannot answer the logout
+    # Given a session, and a KillB that logs in but refuses or cannot answer the logout
     store.publish(token_set("a"))
-    killb.answers = [error, token_set("b")]
+    killb.answers = [token_set("b"), error]
 
     # When revoke arrives
     outcome = run(store, killb, request=Request(revoke=True))
 
-    # Then the new login happens all the same, and the reason reports the failed logout
+    # Then the new login stands, and the reason reports the failed logout
     assert outcome.action is Action.LOGGED_IN
     assert said in outcome.reason
-    assert outcome.events == (Event.REVOCATION, Event.LOGOUT_FAILED, Event.LOGIN)
+    assert outcome.events == (Event.REVOCATION, Event.LOGIN, Event.LOGOUT_FAILED)
     assert store.session.tokens == token_set("b")
 
 
-def test_revoke_with_credentials_not_configured_makes_no_killb_call(
+def test_revoke_whose_login_fails_logs_out_and_clears_the_tokens(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a session, and a KillB that cannot answer the login but accepts the logout
+    store.publish(token_set("a"))
+    killb.answers = [KillBUnavailable("down", status=502), LOGGED_OUT]
+
+    # When revoke arrives
+    outcome = run(store, killb, request=Request(revoke=True))
+
+    # Then the old session is logged out all the same, and neither secret holds its tokens
+    assert killb.calls == [("login", "ops@example.test"), ("logout", "access-a")]
+    assert store.access_token is None
+    assert store.session.tokens is None
+    assert outcome.action is Action.FAILED
+    assert outcome.expires_at is None
+    assert "old session revoked" in outcome.reason
+    assert "KillB unavailable" in outcome.reason
+    assert outcome.events == (Event.REVOCATION, Event.KILLB_UNAVAILABLE, Event.LOGOUT)
+
+
+def test_revoke_inside_the_login_backoff_keeps_only_the_backoff(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a session, and a login backoff started 100 s ago
+    store.publish(token_set("a"))
+    backoff = LoginBackoff(NOW - 100, "v1")
+    store.session = dataclasses.replace(store.session, login_backoff=backoff)
+    killb.answers = [LOGGED_OUT]
+
+    # When revoke arrives
+    outcome = run(store, killb, request=Request(revoke=True))
+
+    # Then no login is tried, the session is logged out, and the session keeps the backoff only
+    assert killb.calls == [("logout", "access-a")]
+    assert store.session == Session(login_backoff=backoff)
+    assert store.access_token is None
+    assert outcome.action is Action.FAILED
+    assert "login backoff" in outcome.reason
+
+
+def test_revoke_whose_credentials_are_refused_logs_out_and_keeps_the_new_backoff(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a session, and a KillB that refuses the credentials at the new login
+    store.publish(token_set("a"))
+    killb.answers = [InvalidCredentials("no", status=401), LOGGED_OUT]
+
+    # When revoke arrives
+    outcome = run(store, killb, request=Request(revoke=True))
+
+    # Then the old session is logged out, its tokens cleared, the backoff kept
+    assert killb.calls == [("login", "ops@example.test"), ("logout", "access-a")]
+    assert store.session.tokens is None
+    assert store.session.login_backoff == LoginBackoff(NOW, "v1")
+    assert store.access_token is None
+    assert outcome.events == (Event.REVOCATION, Event.LOGIN_REJECTED, Event.LOGOUT)
+
+
+def test_revoke_with_credentials_not_configured_still_ends_the_old_session(
     store: FakeStore, killb: FakeKillB
 ) -> None:
     # Given a session, and credentials that are not configured
     store.publish(token_set("a"))
     store.credentials = NotConfigured("missing field email")
-
-    # When revoke arrives, Then no KillB call and the run fails saying why
-    outcome = run(store, killb, request=Request(revoke=True))
-    assert killb.api_keys == []
-    assert outcome.reason == "credentials not configured: missing field email"
-
-
-def test_revoke_whose_login_fails_says_both(store: FakeStore, killb: FakeKillB) -> None:
-    # Given a session, and a KillB that logs it out, then cannot answer the login
-    store.publish(token_set("a"))
-    killb.answers = [LOGGED_OUT, KillBUnavailable("down", status=502)]
+    killb.answers = [LOGGED_OUT]
 
     # When revoke arrives
     outcome = run(store, killb, request=Request(revoke=True))
 
-    # Then it fails, the reason saying the old session was revoked and the login failed
+    # Then no login, but the old session is logged out and cleared; the reason says why
+    assert killb.calls == [("logout", "access-a")]
+    assert store.access_token is None
     assert outcome.action is Action.FAILED
-    assert "old session revoked" in outcome.reason
-    assert "KillB unavailable" in outcome.reason
-    assert outcome.events == (Event.REVOCATION, Event.LOGOUT, Event.KILLB_UNAVAILABLE)
+    assert "credentials not configured: missing field email" in outcome.reason
+
+
+def test_revoke_with_no_stored_session_logs_in_and_sends_no_logout(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given no session yet
+    killb.answers = [token_set("a")]
+
+    # When revoke arrives
+    outcome = run(store, killb, request=Request(revoke=True))
+
+    # Then it logs in and publishes, and asks KillB for no logout
+    assert killb.calls == [("login", "ops@example.test")]
+    assert store.access_token == published("a")
+    assert outcome.action is Action.LOGGED_IN
+
+
+def test_revoke_whose_clearing_fails_still_logs_the_session_out(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a session, a KillB that cannot answer the login, and a store that cannot write
+    store.publish(token_set("a"))
+    store.failing_write = "session"
+    killb.answers = [KillBUnavailable("down", status=502), LOGGED_OUT]
+
+    # When revoke arrives, Then the store's error propagates, after the logout
+    with pytest.raises(SecretAccessDenied):
+        run(store, killb, request=Request(revoke=True))
+    assert killb.calls[-1] == ("logout", "access-a")
 
 
 # Logout on a new credentials version
@@ -810,7 +941,7 @@ def test_failed_logout_of_the_old_session_never_fails_the_run(
     # Then the run is a login all the same, the failed logout counted
     assert outcome.action is Action.LOGGED_IN
     assert outcome.events == (Event.REFRESH_REJECTED, Event.LOGIN, Event.LOGOUT_FAILED)
-    assert store.access_token == AccessToken("access-b", NOW + 3600)
+    assert store.access_token == published("b")
 
 
 @pytest.mark.parametrize(
@@ -844,3 +975,324 @@ def test_metrics_count_events_failure_and_seconds_left() -> None:
         ("RefresherFailed", 1),
         ("AccessTokenSecondsLeft", 100),
     ]
+
+
+# The token check: a scheduled run asks KillB whether it still accepts a token it has not
+# confirmed for TOKEN_CHECK_SECONDS
+
+CHECKING = dataclasses.replace(SETTINGS, token_check=600)
+CLAIMS = {"id": "usr_0001", "email": "ops@example.test"}
+
+
+def check_run(store: FakeStore, killb: FakeKillB, *, now: float, force: bool = False) -> Outcome:
+    return keep_fresh(
+        store, killb.connect, now=now, request=Request(force=force), settings=CHECKING
+    )
+
+
+def test_published_token_carries_the_killb_root_and_when_killb_issued_it(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given no session, When the refresher logs in 5 s after KillB's answer time
+    killb.answers = [token_set("a", now=NOW - 5)]
+    run(store, killb)
+
+    # Then the access token holds KILLB_BASE_URL, and checkedAt is the moment KillB issued it
+    assert store.access_token is not None
+    assert store.access_token.base_url == BASE_URL
+    assert store.access_token.checked_at == NOW - 5
+
+
+def test_republished_token_keeps_the_killb_root_and_its_issue_time(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given the access-token secret behind the session (its last write failed)
+    store.publish(token_set("a", now=NOW - 100))
+    store.access_token = AccessToken("access-old", NOW + 10)
+
+    # When a scheduled run finds the session fresh
+    run(store, killb)
+
+    # Then the session's token is published with baseUrl and checkedAt
+    assert store.access_token == published("a", now=NOW - 100)
+
+
+def test_token_published_by_an_older_refresher_gains_its_killb_root_keeping_its_key(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given the session's token published without baseUrl, and credentials since blanked
+    store.publish(token_set("a"), api_key="ak-unit-1")
+    assert store.access_token is not None
+    store.access_token = dataclasses.replace(store.access_token, base_url=None)
+    store.credentials = NotConfigured("empty field password")
+
+    # When a scheduled run finds the session fresh
+    outcome = run(store, killb)
+
+    # Then the same token is published with KILLB_BASE_URL, its API key and checkedAt kept
+    assert killb.api_keys == []
+    assert store.access_token == published("a", api_key="ak-unit-1")
+    assert outcome.action is Action.NOOP
+
+
+def test_check_not_due_makes_no_killb_call(store: FakeStore, killb: FakeKillB) -> None:
+    # Given a token KillB issued 600 s ago, and a check every 600 s
+    store.publish(token_set("a"))
+
+    # When a scheduled run comes exactly 600 s after, Then nothing is asked nor written
+    outcome = check_run(store, killb, now=NOW + 600)
+    assert killb.calls == []
+    assert store.writes == []
+    assert outcome.events == ()
+
+
+def test_check_confirmed_records_when_without_a_new_token(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a token KillB last confirmed 601 s ago, and KillB still accepting it
+    store.publish(token_set("a"))
+    killb.answers = [CLAIMS]
+
+    # When a scheduled run comes
+    outcome = check_run(store, killb, now=NOW + 601)
+
+    # Then KillB was asked with that token, and only checkedAt changed
+    assert killb.calls == [("me", "access-a")]
+    assert store.writes == ["access_token"]
+    assert store.access_token == dataclasses.replace(published("a"), checked_at=NOW + 601)
+    assert outcome.action is Action.NOOP
+    assert "confirmed" in outcome.reason
+    assert outcome.events == (Event.TOKEN_CHECK,)
+
+
+def test_check_of_a_token_never_confirmed_is_due_at_once(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given an access-token secret without checkedAt (written by an older refresher)
+    store.publish(token_set("a"))
+    assert store.access_token is not None
+    store.access_token = dataclasses.replace(store.access_token, checked_at=None)
+    killb.answers = [CLAIMS]
+
+    # When a scheduled run comes, Then the token is checked
+    check_run(store, killb, now=NOW + 1)
+    assert killb.calls == [("me", "access-a")]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        KillBUnavailable("KillB failed", status=503),
+        RateLimited("KillB rate limit", retry_after=2),
+        UnexpectedResponse("not JSON", status=200),
+        KillBError("KillB refused the token check", status=403, error_code="AUTH.0004"),
+    ],
+    ids=["5xx", "429", "non-json", "other-refusal"],
+)
+def test_check_killb_cannot_answer_changes_nothing(
+    store: FakeStore, killb: FakeKillB, error: KillBError
+) -> None:
+    # Given a token due for its check, and a KillB that gives no usable answer
+    store.publish(token_set("a"))
+    killb.answers = [error]
+
+    # When a scheduled run comes
+    outcome = check_run(store, killb, now=NOW + 601)
+
+    # Then nothing is written, and the run is still a noop
+    assert store.writes == []
+    assert outcome.action is Action.NOOP
+    assert outcome.events == (Event.TOKEN_CHECK, Event.TOKEN_CHECK_UNANSWERED)
+    assert outcome.notices == ()
+
+
+def test_check_refused_is_handled_as_a_rejected_report(store: FakeStore, killb: FakeKillB) -> None:
+    # Given a token due for its check, which KillB refuses; its refresh token still works
+    store.publish(token_set("a"))
+    killb.answers = [TokenRejected("refused", status=401, error_code="AUTH.0003"), token_set("b")]
+
+    # When a scheduled run comes
+    outcome = check_run(store, killb, now=NOW + 601)
+
+    # Then it refreshes, records the rejected-token refresh, and tells operators
+    assert killb.calls == [("me", "access-a"), ("refresh", "refresh-a")]
+    assert outcome.action is Action.REFRESHED
+    assert outcome.events == (
+        Event.TOKEN_CHECK,
+        Event.TOKEN_CHECK_REFUSED,
+        Event.REJECTED_TOKEN_REFRESH,
+        Event.REFRESH,
+    )
+    assert store.session.rejected_refresh_at == NOW + 601
+    assert [n.detail_type for n in outcome.notices] == [
+        DetailType.TOKEN_REJECTED,
+        DetailType.REFRESH_RECOVERED,
+    ]
+    assert outcome.notices[0].fingerprint == token_set("a").fingerprint
+
+
+def test_check_refused_within_a_minute_of_a_rejected_refresh_is_too_soon(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a rejected-token refresh 30 s ago, and a never-confirmed token KillB refuses
+    store.publish(token_set("a"))
+    store.session = dataclasses.replace(store.session, rejected_refresh_at=NOW - 30)
+    assert store.access_token is not None
+    store.access_token = dataclasses.replace(store.access_token, checked_at=None)
+    killb.answers = [TokenRejected("refused", status=401)]
+
+    # When a scheduled run comes, Then no refresh: the once-a-minute bound holds
+    outcome = check_run(store, killb, now=NOW)
+    assert killb.calls == [("me", "access-a")]
+    assert outcome.action is Action.FAILED
+    assert "too soon" in outcome.reason
+
+
+@pytest.mark.parametrize("force", [True, False], ids=["forced", "check-off"])
+def test_only_a_scheduled_run_with_the_check_on_asks_killb(
+    store: FakeStore, killb: FakeKillB, force: bool
+) -> None:
+    # Given a token never confirmed
+    store.publish(token_set("a"))
+    assert store.access_token is not None
+    store.access_token = dataclasses.replace(store.access_token, checked_at=None)
+    killb.answers = [token_set("b")] if force else []
+
+    # When a forced run comes (check on), or a scheduled one with TOKEN_CHECK_SECONDS=0
+    if force:
+        check_run(store, killb, now=NOW + 1, force=True)
+    else:
+        run(store, killb, now=NOW + 1)
+
+    # Then KillB hears no token check
+    assert ("me", "access-a") not in killb.calls
+
+
+# Telling operators: the notices a run returns
+
+
+def test_every_run_that_gets_no_token_yields_refresh_failed_and_writes_nothing(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given a stale session, and a KillB that cannot answer two runs 5 minutes apart
+    store.publish(token_set("a"))
+    killb.answers = [KillBUnavailable("down", status=503), KillBUnavailable("down", status=503)]
+
+    # When the refresher runs twice
+    outcomes = [run(store, killb, now=NOW + 2000), run(store, killb, now=NOW + 2300)]
+
+    # Then each yields a Refresh Failed about the token still in service (the Notifier keeps
+    # them to one an hour), and no secret is written for them
+    assert [outcome.notices for outcome in outcomes] == [
+        (Notice(DetailType.REFRESH_FAILED, o.reason, token_set("a").fingerprint, NOW + 3600),)
+        for o in outcomes
+    ]
+    assert store.writes == []
+
+
+def test_every_run_that_gets_a_token_yields_a_recovery_candidate(
+    store: FakeStore, killb: FakeKillB
+) -> None:
+    # Given no session, and a KillB that logs in
+    killb.answers = [token_set("a")]
+
+    # When the refresher runs
+    outcome = run(store, killb)
+
+    # Then a Refresh Recovered candidate names the new token with the run's reason (the
+    # Notifier sends it only after a failure it told)
+    assert outcome.notices == (
+        Notice(
+            DetailType.REFRESH_RECOVERED,
+            "logged in",
+            token_set("a").fingerprint,
+            NOW + 3600,
+        ),
+    )
+
+
+def test_rejected_credentials_are_told(store: FakeStore, killb: FakeKillB) -> None:
+    # Given no session, and KillB refusing the credentials
+    killb.answers = [InvalidCredentials("no", status=401)]
+
+    # When the refresher runs
+    outcome = run(store, killb)
+
+    # Then operators hear of the rejected credentials, and of the failed run
+    assert [n.detail_type for n in outcome.notices] == [
+        DetailType.CREDENTIALS_REJECTED,
+        DetailType.REFRESH_FAILED,
+    ]
+
+
+def test_revoke_is_told_about_the_revoked_token(store: FakeStore, killb: FakeKillB) -> None:
+    # Given a session
+    store.publish(token_set("a"))
+    killb.answers = [token_set("b"), LOGGED_OUT]
+
+    # When revoke arrives
+    outcome = run(store, killb, request=Request(revoke=True))
+
+    # Then one Session Revoked names the revoked token (beside the new token's recovery
+    # candidate)
+    assert outcome.notices == (
+        Notice(
+            DetailType.SESSION_REVOKED,
+            outcome.reason,
+            token_set("a").fingerprint,
+            NOW + 3600,
+        ),
+        recovery("b", outcome.reason),
+    )
+
+
+def test_too_soon_and_noop_runs_tell_nobody(store: FakeStore, killb: FakeKillB) -> None:
+    # Given a fresh session with a rejected-token refresh 10 s ago
+    store.publish(token_set("a"))
+    store.session = dataclasses.replace(store.session, rejected_refresh_at=NOW - 10)
+
+    # When a scheduled run and a report too soon arrive
+    noop = run(store, killb)
+    too_soon = run(store, killb, request=rejected(token_set("a")))
+
+    # Then neither has anything to tell, and nothing is written
+    assert (noop.notices, too_soon.notices) == ((), ())
+    assert store.writes == []
+
+
+def test_notice_detail_has_exactly_the_fixed_shape() -> None:
+    # Given a notice, When its detail is built for a stack
+    notice = Notice(DetailType.TOKEN_REJECTED, "refreshed", "0123456789ab", NOW)
+
+    # Then it has the four fields docs/spec.md fixes, and nothing else
+    assert notice.detail("killb-broker-sandbox") == {
+        "stack": "killb-broker-sandbox",
+        "reason": "refreshed",
+        "fingerprint": "0123456789ab",
+        "expiresAt": NOW,
+    }
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [Request(), Request(force=True), Request(revoke=True)],
+    ids=["scheduled", "forced", "revoke"],
+)
+def test_a_stack_whose_replica_region_was_promoted_calls_killb_no_more(
+    store: FakeStore, killb: FakeKillB, request_: Request
+) -> None:
+    # Given a stale session, and the replica in eu-west-1 promoted to primary while this
+    # region was out of reach
+    store.publish(token_set("a", expires_in=600))
+    store.writes.clear()
+    store.promoted_region = "eu-west-1"
+
+    # When any run arrives, a revoke included
+    outcome = run(store, killb, request=request_)
+
+    # Then it makes no KillB call and writes nothing: no token is minted here any more
+    assert killb.calls == []
+    assert store.writes == []
+    assert outcome.action is Action.FAILED
+    assert outcome.reason.startswith("superseded: the replica in eu-west-1 was promoted")
+    assert outcome.events == (Event.SUPERSEDED,)

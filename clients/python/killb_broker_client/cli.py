@@ -38,9 +38,10 @@ HEALTH_EPILOG = f"""\
 exit status: 0 when the status is ok or refreshing (a token can be had now), {NO_TOKEN} when it
 is expired or missing, 1 when the broker could not be asked or refused, 2 for a usage error."""
 HEADERS_EPILOG = f"""\
-formats: json prints the broker's answer, {{"headers": {{...}}, "expiresAt": "...",
-"killbBaseUrl": "..." or null}}; env prints one export line per header, and
-{BASE_URL_NAME} when the broker names KillB's URL; curl prints -H arguments.
+formats: json prints the headers, {{"Authorization": "Bearer ...", "x-api-key": "..."}};
+answer prints the broker's whole answer, {{"headers": {{...}}, "expiresAt": "...",
+"killbBaseUrl": "..." or null}}; env prints one export line per header, and {BASE_URL_NAME}
+when the broker names KillB's URL; curl prints -H arguments.
 
 exit status: 0 with the headers on stdout; 1 when the broker could not be reached or refused,
 or the AWS credentials to sign with cannot be had (one JSON line on stderr: message, errorCode,
@@ -112,9 +113,10 @@ def parser() -> argparse.ArgumentParser:
     )
     headers.add_argument(
         "--format",
-        choices=("json", "env", "curl"),
+        choices=("json", "answer", "env", "curl"),
         default="json",
-        help="json (default: the broker's answer), env (export lines for eval), or curl",
+        help="json (default: the headers), answer (the broker's whole answer, killbBaseUrl "
+        "included), env (export lines for eval), or curl",
     )
     headers.add_argument(
         "--rejected",
@@ -148,9 +150,15 @@ def render(issued: IssuedHeaders, output_format: str) -> str:
         return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in exports)
     if output_format == "curl":
         return " ".join(f"-H {shlex.quote(f'{name}: {value}')}" for name, value in headers.items())
-    return json.dumps(
-        {"headers": headers, "expiresAt": issued.expires_at, "killbBaseUrl": issued.killb_base_url}
-    )
+    if output_format == "answer":
+        return json.dumps(
+            {
+                "headers": headers,
+                "expiresAt": issued.expires_at,
+                "killbBaseUrl": issued.killb_base_url,
+            }
+        )
+    return json.dumps(headers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

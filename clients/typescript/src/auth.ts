@@ -2,8 +2,9 @@
  * BrokerAuth: KillB auth headers from the broker, kept until the token has less than minTtl left.
  *
  * One broker call at a time: when many requests find the cache empty, one asks the broker and
- * the others wait for its answer (or its error). A 503 or 429 is retried a bounded number of
- * times, after the Retry-After the broker sent. A token KillB refused is reported to the broker
+ * the others wait for its answer (or its error). Which broker of a list answers is brokers.ts's
+ * business; a 503 or 429 from the list as a whole is retried here a bounded number of times,
+ * after the Retry-After the broker sent. A token KillB refused is reported to the broker
  * (`rejected=F`) with the next call, so the broker replaces it instead of handing it out again.
  */
 
@@ -19,7 +20,8 @@ import {
   BrokerRequestInvalidError,
   BrokerUnavailableError,
 } from "./errors.js";
-import { BrokerSigner, brokerBaseUrl, regionOf, type Credentials } from "./signing.js";
+import { BrokerList, brokersOf, type BrokerUrls } from "./brokers.js";
+import { defaultCredentials, mayCarryCredentials, type Credentials } from "./signing.js";
 
 /** The broker's 200 body, as openapi/broker.yaml describes it. */
 export type AuthHeadersResponse = components["schemas"]["AuthHeaders"];
@@ -34,9 +36,7 @@ export const AUTH_HEADERS_PATH = "/v1/auth-headers";
 export const DEFAULT_MIN_TTL = 300;
 export const MIN_TTL_LIMIT = 1800; // the broker's own bound on minTtl
 // Longer than API Gateway's 29 s integration timeout, so the gateway's answer arrives first.
-const BROKER_TIMEOUT_MS = 31_000;
-// Names the client in API Gateway's access log and the broker's events.
-export const USER_AGENT = "killb-broker-client-js/0.1.0";
+const BROKER_TIMEOUT_SECONDS = 31;
 // A 503 without Retry-After: wait this long (seconds), doubling each time.
 const FIRST_RETRY_DELAY = 0.5;
 const FINGERPRINT = /^[0-9a-f]{12}$/;
@@ -47,12 +47,23 @@ const HEADER_VALUE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
 const BEARER = /^Bearer [\x21-\x7e]+$/;
 
 export interface BrokerAuthOptions {
-  /** The broker API's URL, stage included: https://{api-id}.execute-api.{region}.amazonaws.com/{stage}. */
-  brokerUrl: string;
+  /**
+   * The broker API's URL, stage included: https://{api-id}.execute-api.{region}.amazonaws.com/{stage};
+   * or an ordered list of them (several regions): a connection error, a timeout or a 5xx moves on
+   * to the next, and the one that answered is kept first for 60 s.
+   */
+  brokerUrl: BrokerUrls;
   /** Seconds the token must still be valid for whenever headers are handed out (0..1800, default 300). */
   minTtl?: number;
-  /** Region to sign for; default: the URL's, else AWS_REGION, else AWS_DEFAULT_REGION. */
+  /** Region to sign for, for every broker; default: the URL's, else AWS_REGION, else AWS_DEFAULT_REGION. */
   region?: string;
+  /**
+   * The API's id, sent as x-apigw-api-id: needed when the URL's host is a VPC endpoint's own
+   * name ({vpce-id}-{suffix}.execute-api.{region}.vpce.amazonaws.com).
+   */
+  apiId?: string;
+  /** Seconds to wait for one broker's answer before moving on (default 31). */
+  timeout?: number;
   /** AWS credentials (or a provider) to sign with; default: the AWS SDK's default chain. */
   credentials?: Credentials;
   /** Further attempts after a 503 or 429 (default 2). */
@@ -79,21 +90,29 @@ export function fingerprintOf(headers: Readonly<Record<string, string>>): string
   return authorization === undefined ? undefined : fingerprint(authorization.replace(/^Bearer /, ""));
 }
 
+/** The broker's whole current answer: the headers, when the token expires, and where KillB is. */
+export interface IssuedHeaders {
+  readonly headers: KillBHeaders;
+  /** When the token expires, as the broker said (RFC 3339 UTC). */
+  readonly expiresAt: string;
+  /** The KillB API root the token belongs to (send it there only); undefined when the broker did not say. */
+  readonly killbBaseUrl: string | undefined;
+}
+
 interface Issued {
   readonly headers: Readonly<KillBHeaders>;
+  readonly expiresAt: string;
+  readonly killbBaseUrl: string | undefined;
   readonly fingerprint: string;
   /** performance.now() after which these headers are not handed out. */
   readonly useUntil: number;
 }
 
 export class BrokerAuth {
-  readonly brokerUrl: string;
   readonly minTtl: number;
-  readonly region: string;
   private readonly retries: number;
   private readonly maxRetryAfter: number;
-  private readonly fetchImpl: typeof globalThis.fetch;
-  private readonly signer: BrokerSigner;
+  private readonly brokers: BrokerList;
   // ES private fields: neither util.inspect nor JSON.stringify shows them, so logging a
   // BrokerAuth cannot print the token it holds.
   #issued: Issued | undefined;
@@ -108,28 +127,44 @@ export class BrokerAuth {
     }
     const retries = options.retries ?? 2;
     const maxRetryAfter = options.maxRetryAfter ?? 10;
-    if (!Number.isInteger(retries) || retries < 0 || !(maxRetryAfter >= 0)) {
-      throw new RangeError("retries must be a whole number and maxRetryAfter not negative");
+    const timeout = options.timeout ?? BROKER_TIMEOUT_SECONDS;
+    if (!Number.isInteger(retries) || retries < 0 || !(maxRetryAfter >= 0) || !(timeout > 0)) {
+      throw new RangeError("retries must be a whole number, maxRetryAfter not negative and timeout positive");
     }
-    this.brokerUrl = brokerBaseUrl(options.brokerUrl);
     this.minTtl = minTtl;
-    this.region = regionOf(this.brokerUrl, options.region);
     this.retries = retries;
     this.maxRetryAfter = maxRetryAfter;
-    this.fetchImpl = options.fetch ?? globalThis.fetch;
-    this.signer = new BrokerSigner(this.region, options.credentials);
+    const brokers = brokersOf(options.brokerUrl, {
+      region: options.region,
+      apiId: options.apiId,
+      credentials: options.credentials ?? defaultCredentials(),
+    });
+    this.brokers = new BrokerList(brokers, {
+      fetch: options.fetch ?? globalThis.fetch,
+      timeoutMs: timeout * 1000,
+    });
   }
 
   /** Authorization (and x-api-key when the account has one), from cache or the broker. */
   async headers(request?: HeadersRequest): Promise<KillBHeaders> {
-    if (request?.rejected !== undefined) this.noteRejected(request.rejected);
-    const issued = this.#issued;
-    if (issued !== undefined && performance.now() < issued.useUntil) return { ...issued.headers };
-    return { ...(await this.singleFlight()).headers };
+    return { ...(await this.current(request)).headers };
   }
 
-  toJSON(): { brokerUrl: string; minTtl: number; region: string } {
-    return { brokerUrl: this.brokerUrl, minTtl: this.minTtl, region: this.region };
+  /** The broker's whole current answer (headers, expiresAt, killbBaseUrl), from cache or the broker. */
+  async issued(request?: HeadersRequest): Promise<IssuedHeaders> {
+    const issued = await this.current(request);
+    return { headers: { ...issued.headers }, expiresAt: issued.expiresAt, killbBaseUrl: issued.killbBaseUrl };
+  }
+
+  toJSON(): { brokers: { url: string; region: string }[]; minTtl: number } {
+    return { brokers: this.brokers.brokers.map((broker) => broker.toJSON()), minTtl: this.minTtl };
+  }
+
+  private async current(request: HeadersRequest | undefined): Promise<Issued> {
+    if (request?.rejected !== undefined) this.noteRejected(request.rejected);
+    const issued = this.#issued;
+    if (issued !== undefined && performance.now() < issued.useUntil) return issued;
+    return this.singleFlight();
   }
 
   [inspect.custom](): string {
@@ -177,11 +212,12 @@ export class BrokerAuth {
 
   private async fetch(rejected: string | undefined): Promise<Issued> {
     const query: AuthHeadersQuery = { minTtl: this.minTtl, ...(rejected ? { rejected } : {}) };
-    const url = new URL(`${this.brokerUrl}${AUTH_HEADERS_PATH}`);
-    for (const [name, value] of Object.entries(query)) url.searchParams.set(name, String(value));
+    const search = new URLSearchParams();
+    for (const [name, value] of Object.entries(query)) search.set(name, String(value));
+    const pathAndQuery = `${AUTH_HEADERS_PATH}?${search.toString()}`;
     for (let attempt = 0; ; attempt += 1) {
       const sentAt = performance.now();
-      const response = await this.get(url);
+      const response = await this.brokers.get(pathAndQuery);
       if (response.status === 200) return this.issuedFrom(response, sentAt);
       const error = await errorFrom(response);
       if (!(error instanceof BrokerUnavailableError) || attempt >= this.retries) throw error;
@@ -192,42 +228,32 @@ export class BrokerAuth {
     }
   }
 
-  private async get(url: URL): Promise<Response> {
-    const signed = await this.signedHeaders(url);
-    try {
-      return await this.fetchImpl(url, {
-        headers: { Accept: "application/json", "User-Agent": USER_AGENT, ...signed },
-        // A signed call answered elsewhere is no answer of the broker's.
-        redirect: "manual",
-        signal: AbortSignal.timeout(BROKER_TIMEOUT_MS),
-      });
-    } catch (error) {
-      // Only the error's kind: its message or cause could quote the request.
-      throw new BrokerError(`the broker could not be reached (${transportErrorKind(error)})`);
-    }
-  }
-
-  private async signedHeaders(url: URL): Promise<Record<string, string>> {
-    try {
-      return await this.signer.headersFor(url);
-    } catch (error) {
-      const kind = error instanceof Error ? error.name : "unknown error";
-      throw new BrokerError(`no AWS credentials to sign the broker call (${kind})`);
-    }
-  }
-
   private async issuedFrom(response: Response, sentAt: number): Promise<Issued> {
     const body: unknown = await response.json().catch(() => undefined);
     const headers = killbHeadersOf(body);
     const expiresIn = isRecord(body) ? body["expiresIn"] : undefined;
-    if (headers === undefined || !Number.isInteger(expiresIn) || (expiresIn as number) < 0) {
+    const expiresAt = isRecord(body) ? body["expiresAt"] : undefined;
+    const killbBaseUrl = isRecord(body) ? body["killbBaseUrl"] : undefined;
+    if (
+      headers === undefined ||
+      !Number.isInteger(expiresIn) ||
+      (expiresIn as number) < 0 ||
+      typeof expiresAt !== "string" ||
+      !(killbBaseUrl === undefined || isKillBBaseUrl(killbBaseUrl))
+    ) {
       throw new BrokerError("the broker's answer is not the documented JSON", { statusCode: 200 });
     }
     const token = headers.Authorization.slice("Bearer ".length);
     // expiresIn counts from the broker's answer; measured from when the call was sent, on the
     // monotonic clock, a wall clock that jumps cannot keep an expired token in use.
     const useUntil = sentAt + ((expiresIn as number) - this.minTtl) * 1000;
-    return { headers: Object.freeze(headers), fingerprint: fingerprint(token), useUntil };
+    return {
+      headers: Object.freeze(headers),
+      expiresAt,
+      killbBaseUrl,
+      fingerprint: fingerprint(token),
+      useUntil,
+    };
   }
 }
 
@@ -255,12 +281,14 @@ function killbHeadersOf(body: unknown): KillBHeaders | undefined {
   return checked as KillBHeaders;
 }
 
-function transportErrorKind(error: unknown): string {
-  if (!(error instanceof Error)) return "unknown error";
-  if (error.name === "TimeoutError" || error.name === "AbortError") return error.name;
-  const cause: unknown = error.cause;
-  const code = isRecord(cause) && typeof cause["code"] === "string" ? cause["code"] : undefined;
-  return code ?? error.name;
+/**
+ * A KillB API root a token may be sent to: https:// (or http:// to loopback), without user
+ * info, query or fragment. Anything else makes the answer an error: the client never guesses.
+ */
+function isKillBBaseUrl(value: unknown): value is string {
+  if (typeof value !== "string" || !URL.canParse(value)) return false;
+  const url = new URL(value);
+  return mayCarryCredentials(url) && !url.username && !url.password && !url.search && !url.hash;
 }
 
 /** Retry-After as seconds: delta-seconds (fractions accepted) or an HTTP date. */
@@ -298,22 +326,26 @@ export async function errorFrom(response: Response): Promise<BrokerError> {
 const shared = new Map<string, BrokerAuth>();
 
 export interface GetAuthHeadersOptions extends HeadersRequest {
-  brokerUrl: string;
+  /** One broker URL, or an ordered list (see BrokerAuthOptions.brokerUrl). */
+  brokerUrl: BrokerUrls;
   minTtl?: number;
   region?: string;
+  apiId?: string;
 }
 
-/** The broker's current headers, cached per process (one BrokerAuth per URL, minTtl and region). */
+/** The broker's current headers, cached per process (one BrokerAuth per URLs, minTtl, region, apiId). */
 export async function getAuthHeaders(options: GetAuthHeadersOptions): Promise<KillBHeaders> {
   const minTtl = options.minTtl ?? DEFAULT_MIN_TTL;
+  const urls = typeof options.brokerUrl === "string" ? options.brokerUrl : JSON.stringify(options.brokerUrl);
   // Keyed by the options as given: a cache hit costs a string and a map lookup, no URL parsing.
-  const key = `${options.brokerUrl}\n${minTtl}\n${options.region ?? ""}`;
+  const key = `${urls}\n${minTtl}\n${options.region ?? ""}\n${options.apiId ?? ""}`;
   let auth = shared.get(key);
   if (auth === undefined) {
     auth = new BrokerAuth({
       brokerUrl: options.brokerUrl,
       minTtl,
       ...(options.region ? { region: options.region } : {}),
+      ...(options.apiId ? { apiId: options.apiId } : {}),
     });
     shared.set(key, auth);
   }

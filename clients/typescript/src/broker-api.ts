@@ -17,11 +17,18 @@ export interface paths {
          *     has less than `minTtl` left, the broker reads the secret again, then asks the refresher
          *     once, before answering 503.
          *
+         *     `killbBaseUrl` is the KillB API root the token was issued by (the refresher's
+         *     `KILLB_BASE_URL`): send the token there and nowhere else, so that a sandbox token never
+         *     goes to production or the reverse. A token published before the broker knew it comes
+         *     without the field.
+         *
          *     `rejected`: when KillB refused (401) a token the broker handed out, send its fingerprint
-         *     with the next request. If the token in hand (read afresh) has that fingerprint, it is
-         *     never handed out again: the broker has the refresher replace it (once, however many
-         *     callers report it at the same time) and answers with another token, or 503 with
-         *     `Retry-After`. A fingerprint of any other token changes nothing.
+         *     with the next request. If the token in hand (read afresh) has that fingerprint, this
+         *     request does not get it: the broker has the refresher replace it (once a minute at most,
+         *     however many callers report it at the same time) and answers with another token, or 503
+         *     with `Retry-After`. A fingerprint of any other token changes nothing. A request without
+         *     `rejected` is still given the token in hand, whatever was reported of it, until the
+         *     refresher has replaced it; a token the refresher revoked is never handed out again.
          */
         get: operations["getAuthHeaders"];
         put?: never;
@@ -52,6 +59,9 @@ export interface paths {
          *       not a usable token (an expiresAt that is not a whole number or lies more than 24 hours
          *       ahead, a token or API key a header cannot carry), or Secrets Manager failing.
          *       `expiresAt` and `expiresIn` are null.
+         *
+         *     `checkedAt`: when KillB last confirmed the token in hand (it issued it, or answered
+         *     `GET /api/v2/auth/me` with it); null when unknown.
          */
         get: operations["getHealth"];
         put?: never;
@@ -74,6 +84,11 @@ export interface components {
             expiresAt: components["schemas"]["Rfc3339Utc"];
             /** @description Whole seconds the token is still valid for, at least minTtl. */
             expiresIn: number;
+            /**
+             * @description The KillB API root this token belongs to; absent for a token published before the broker knew it.
+             * @example https://killb.app
+             */
+            killbBaseUrl?: string;
         };
         Health: {
             /** @enum {string} */
@@ -81,6 +96,11 @@ export interface components {
             /** Format: date-time */
             expiresAt: string | null;
             expiresIn: number | null;
+            /**
+             * Format: date-time
+             * @description When KillB last confirmed the token in hand; null when unknown.
+             */
+            checkedAt?: string | null;
         };
         /**
          * Format: date-time
@@ -310,7 +330,8 @@ export interface operations {
                      *         "x-api-key": "kb_live_0123456789abcdef"
                      *       },
                      *       "expiresAt": "2026-11-28T02:00:00Z",
-                     *       "expiresIn": 3540
+                     *       "expiresIn": 3540,
+                     *       "killbBaseUrl": "https://killb.app"
                      *     }
                      */
                     "application/json": components["schemas"]["AuthHeaders"];
@@ -345,7 +366,8 @@ export interface operations {
                      * @example {
                      *       "status": "ok",
                      *       "expiresAt": "2026-11-28T02:00:00Z",
-                     *       "expiresIn": 3540
+                     *       "expiresIn": 3540,
+                     *       "checkedAt": "2026-11-28T01:30:00Z"
                      *     }
                      */
                     "application/json": components["schemas"]["Health"];

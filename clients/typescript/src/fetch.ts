@@ -6,10 +6,13 @@
  * A 401 from KillB to a request that carried the broker's token means KillB refused that token:
  * its fingerprint goes to the broker with the next call, and the request is sent once more with
  * the new token (when its body can be sent twice: a ReadableStream body is sent only once).
+ *
+ * A relative path ("/api/v2/users") is resolved against the broker's `killbBaseUrl`, the KillB
+ * API root the token belongs to, so a sandbox token never goes to production or the reverse.
  */
 
 import { BrokerAuth, fingerprintOf, type BrokerAuthOptions, type KillBHeaders } from "./auth.js";
-import { InsecureRequestError } from "./errors.js";
+import { BrokerError, InsecureRequestError } from "./errors.js";
 import { mayCarryCredentials } from "./signing.js";
 
 export type KillBFetch = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -35,14 +38,14 @@ export function createKillBFetch(options: KillBFetchOptions): KillBFetch {
   const fetchImpl = options.fetch ?? globalThis.fetch;
 
   return async function killbFetch(input, init) {
-    const request = new Request(input, init);
-    if (!mayCarryCredentials(new URL(request.url))) {
-      throw new InsecureRequestError(
-        "KillB headers go only to https:// or loopback hosts, not to " + new URL(request.url).origin,
-      );
-    }
+    const relative = typeof input === "string" && !URL.canParse(input);
+    // An absolute URL is checked before the broker is asked; a relative one once its base is known.
+    if (!relative) checkDestination(input instanceof Request ? input.url : String(input));
+    const issued = await auth.issued();
+    const request = new Request(relative ? onKillB(issued.killbBaseUrl, input) : input, init);
+    if (relative) checkDestination(request.url);
     const replayable = !isStream(init?.body);
-    const headers = await auth.headers();
+    const headers = issued.headers;
     const first = await send(fetchImpl, request, headers, replayable);
     if (first.response.status !== 401 || !first.carriedHeaders) return first.response;
 
@@ -52,6 +55,22 @@ export function createKillBFetch(options: KillBFetchOptions): KillBFetch {
     await first.response.body?.cancel();
     return (await send(fetchImpl, request, fresh, replayable)).response;
   };
+}
+
+function checkDestination(url: string): void {
+  if (!mayCarryCredentials(new URL(url))) {
+    throw new InsecureRequestError(
+      "KillB headers go only to https:// or loopback hosts, not to " + new URL(url).origin,
+    );
+  }
+}
+
+/** `path` (with its query) under the KillB API root, as the broker named it. */
+function onKillB(killbBaseUrl: string | undefined, path: string): string {
+  if (killbBaseUrl === undefined) {
+    throw new BrokerError("a relative KillB path needs the broker's killbBaseUrl, and its answer had none");
+  }
+  return `${killbBaseUrl.replace(/\/+$/, "")}/${path.replace(/^\/+/, "")}`;
 }
 
 function isStream(body: RequestInit["body"] | undefined): boolean {

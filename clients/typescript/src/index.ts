@@ -4,6 +4,7 @@
  *
  *   const killbFetch = createKillBFetch({ brokerUrl: "https://abc123.execute-api.us-east-1.amazonaws.com/api" });
  *   const users = await killbFetch("https://killb.app/api/v2/users");
+ *   const same = await killbFetch("/api/v2/users"); // on the broker's killbBaseUrl
  */
 
 export {
@@ -16,8 +17,10 @@ export {
   type BrokerErrorBody,
   type GetAuthHeadersOptions,
   type HeadersRequest,
+  type IssuedHeaders,
   type KillBHeaders,
 } from "./auth.js";
+export type { BrokerEndpoint, BrokerUrls } from "./brokers.js";
 export {
   BrokerAccessDeniedError,
   BrokerError,

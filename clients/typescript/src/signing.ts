@@ -1,10 +1,15 @@
 /**
- * Where the broker is and how a call to it is signed: SigV4 by the AWS SDK's own signer, with
+ * Where a broker is and how a call to it is signed: SigV4 by the AWS SDK's own signer, with
  * the SDK's default credential chain (environment, SSO, profile, web identity, container, IMDS).
  *
  * API Gateway checks the signature (AWS_IAM authorization) with service `execute-api` and the
- * region the API lives in, which its default URL names:
- * https://{api-id}.execute-api.{region}.amazonaws.com/{stage}.
+ * region the API lives in, which each of its host names for a REST API names:
+ *
+ *   {api-id}.execute-api.{region}.amazonaws.com                 the regional endpoint
+ *   {api-id}-{vpce-id}.execute-api.{region}.amazonaws.com       a private API's endpoint alias
+ *   {vpce-id}-{suffix}.execute-api.{region}.vpce.amazonaws.com  a VPC endpoint's own name: it names
+ *                                                               no API, so the API id travels in
+ *                                                               the x-apigw-api-id header
  */
 
 import { isIPv4, isIPv6 } from "node:net";
@@ -14,10 +19,12 @@ import { SignatureV4 } from "@smithy/signature-v4";
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from "@smithy/types";
 
 export const SERVICE = "execute-api";
+export const API_ID_HEADER = "x-apigw-api-id";
 
-// The regional and the private (VPC endpoint) host names of a REST API.
 const EXECUTE_API_HOST =
-  /^[a-z0-9-]+\.execute-api\.(?<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.(?:vpce\.)?amazonaws\.com(?:\.cn)?$/;
+  /^[a-z0-9-]+\.execute-api\.(?<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.(?<vpce>vpce\.)?amazonaws\.com(?:\.cn)?$/;
+// API Gateway's API ids are short lowercase alphanumerics; anything else cannot be one.
+const API_ID = /^[a-z0-9]{1,64}$/;
 
 export type Credentials = AwsCredentialIdentity | AwsCredentialIdentityProvider;
 
@@ -55,11 +62,26 @@ export function brokerBaseUrl(brokerUrl: string): string {
   return `${url.origin}${url.pathname}`.replace(/\/+$/, "");
 }
 
+/** What an API Gateway host name says: the region, and whether it is a VPC endpoint's own name. */
+export interface ExecuteApiHost {
+  region: string;
+  /** `{vpce-id}-{suffix}.execute-api.{region}.vpce.amazonaws.com`: the API id must be sent apart. */
+  vpcEndpoint: boolean;
+}
+
+/** The region (and form) of an API Gateway host name; undefined for any other host. */
+export function executeApiHost(hostname: string): ExecuteApiHost | undefined {
+  const match = EXECUTE_API_HOST.exec(hostname.toLowerCase());
+  const region = match?.groups?.["region"];
+  if (region === undefined) return undefined;
+  return { region, vpcEndpoint: match?.groups?.["vpce"] !== undefined };
+}
+
 /** The region to sign for: given, else the URL's, else AWS_REGION, else AWS_DEFAULT_REGION. */
 export function regionOf(brokerUrl: string, explicit?: string): string {
   if (explicit) return explicit;
-  const match = EXECUTE_API_HOST.exec(new URL(brokerUrl).hostname);
-  if (match?.groups?.["region"]) return match.groups["region"];
+  const host = executeApiHost(new URL(brokerUrl).hostname);
+  if (host !== undefined) return host.region;
   // A custom domain or a loopback URL names no region: Lambda, ECS and most CI set AWS_REGION.
   const configured = process.env["AWS_REGION"] || process.env["AWS_DEFAULT_REGION"];
   if (!configured) {
@@ -68,42 +90,64 @@ export function regionOf(brokerUrl: string, explicit?: string): string {
   return configured;
 }
 
-/** Signs GET requests to one API with SigV4, credentials from `credentials` or the default chain. */
+/**
+ * The API id to send as x-apigw-api-id, checked: required when the URL's host is a VPC
+ * endpoint's own name, which does not say which API is meant.
+ */
+export function apiIdFor(brokerUrl: string, apiId?: string): string | undefined {
+  if (apiId !== undefined && !API_ID.test(apiId)) {
+    throw new TypeError("apiId must be an API Gateway API id (lowercase letters and digits)");
+  }
+  if (apiId === undefined && executeApiHost(new URL(brokerUrl).hostname)?.vpcEndpoint) {
+    throw new TypeError(
+      "the broker URL is a VPC endpoint's host name, which names no API: pass apiId (sent as x-apigw-api-id)",
+    );
+  }
+  return apiId;
+}
+
+/**
+ * The AWS SDK's default credential chain, imported on first use: its providers are many modules,
+ * and callers who pass credentials (or never call the broker) should not load them. One chain
+ * for every broker of a list, so an SSO or IMDS lookup is made once.
+ */
+export function defaultCredentials(): AwsCredentialIdentityProvider {
+  let chain: Promise<AwsCredentialIdentityProvider> | undefined;
+  return async (...args) => {
+    chain ??= import("@aws-sdk/credential-provider-node").then((module) => module.defaultProvider());
+    return (await chain)(...args);
+  };
+}
+
+/** Signs GET requests to one API with SigV4. */
 export class BrokerSigner {
   readonly region: string;
-  private signer: SignatureV4 | undefined;
-  private readonly credentials: Credentials | undefined;
+  private readonly signer: SignatureV4;
 
-  constructor(region: string, credentials?: Credentials) {
+  constructor(region: string, credentials: Credentials) {
     this.region = region;
-    this.credentials = credentials;
+    this.signer = new SignatureV4({ service: SERVICE, region, credentials, sha256: Sha256 });
   }
 
-  /** The headers (Authorization, X-Amz-Date, X-Amz-Security-Token...) that sign a GET of `url`. */
-  async headersFor(url: URL): Promise<Record<string, string>> {
-    const signer = this.signer ?? (this.signer = await this.createSigner());
+  /**
+   * The headers (Authorization, X-Amz-Date, X-Amz-Security-Token...) that sign a GET of `url`
+   * carrying `headers` (signed too), those included.
+   */
+  async headersFor(url: URL, headers: Readonly<Record<string, string>> = {}): Promise<Record<string, string>> {
     const query: Record<string, string> = {};
     for (const [name, value] of url.searchParams) query[name] = value;
-    const signed = await signer.sign({
+    const signed = await this.signer.sign({
       method: "GET",
       protocol: url.protocol,
       hostname: url.hostname,
       ...(url.port ? { port: Number(url.port) } : {}),
       path: url.pathname,
       query,
-      headers: { host: url.host },
+      headers: { ...headers, host: url.host },
     });
     // fetch sends Host itself, from the same URL, so the signed value and the sent one agree.
-    const headers = { ...signed.headers };
-    delete headers["host"];
-    return headers;
-  }
-
-  private async createSigner(): Promise<SignatureV4> {
-    // Imported on first use: its providers are many modules, and callers who pass credentials
-    // (or never call the broker) should not load them.
-    const credentials =
-      this.credentials ?? (await import("@aws-sdk/credential-provider-node")).defaultProvider();
-    return new SignatureV4({ service: SERVICE, region: this.region, credentials, sha256: Sha256 });
+    const sent = { ...signed.headers };
+    delete sent["host"];
+    return sent;
   }
 }

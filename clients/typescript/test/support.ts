@@ -37,12 +37,40 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
+// What a newcomer runs when the launcher cannot start: the venv with the pinned packages.
+const SETUP_HINT =
+  "the local stack needs the repository's Python venv: run `make .venv/bin/.installed` " +
+  "(or `make ts`) at the repository root, or set PYTHON to a Python 3.13 that has requirements/dev.txt";
+
+/** Why the launcher exited before it printed its first line, and what fixes it. */
+export function launcherFailure(python: string, stderr: string, spawnError: Error | undefined): string {
+  const code = spawnError && "code" in spawnError ? String(spawnError.code) : undefined;
+  const missing = /No module named '([^']+)'/.exec(stderr)?.[1];
+  const reason =
+    code === "ENOENT"
+      ? `there is no Python at ${python}`
+      : missing !== undefined
+        ? `the Python at ${python} has no ${missing} module`
+        : stderr.trim()
+          ? `it said:\n${stderr.trim()}`
+          : "it printed nothing";
+  return `the local stack exited: ${reason}\n${SETUP_HINT}`;
+}
+
 /** test/local_stack.py started with `args`: moto, the KillB sandbox, the refresher, the broker. */
-export async function startLocalStack(args: string[] = []): Promise<LocalStack> {
-  const python = process.env["PYTHON"] ?? join(REPO_ROOT, ".venv", "bin", "python");
+export async function startLocalStack(
+  args: string[] = [],
+  python: string = process.env["PYTHON"] ?? join(REPO_ROOT, ".venv", "bin", "python"),
+): Promise<LocalStack> {
   const child: ChildProcessWithoutNullStreams = spawn(python, [LAUNCHER, ...args], {
     cwd: REPO_ROOT,
     stdio: ["pipe", "pipe", "pipe"],
+  });
+  // After a failed spawn too: then "error" comes first, and no stderr.
+  const closed = new Promise((done) => child.on("close", done));
+  let spawnError: Error | undefined;
+  child.on("error", (error) => {
+    spawnError = error;
   });
   let stderr = "";
   child.stderr.setEncoding("utf8");
@@ -56,7 +84,12 @@ export async function startLocalStack(args: string[] = []): Promise<LocalStack> 
     if (line.done) throw new Error(`the local stack exited: ${stderr}`);
     return JSON.parse(line.value);
   };
-  const started = (await next()) as { brokerUrl: string; killbUrl: string };
+  const started = (await next().catch(async (error: unknown) => {
+    if (error instanceof SyntaxError) throw error;
+    // It exited without its first line: say why, and what fixes it, once its stderr is all in.
+    await closed;
+    throw new Error(launcherFailure(python, stderr, spawnError));
+  })) as { brokerUrl: string; killbUrl: string };
   let queue = Promise.resolve<unknown>(undefined);
   return {
     ...started,
@@ -148,6 +181,8 @@ export class ScriptedBroker {
   readonly scripted: Route[] = [];
   expiresIn = 3600;
   apiKey: string | undefined = "ak-Scripted-3c9d1e";
+  /** Sent as the answer's killbBaseUrl when set. */
+  killbBaseUrl: string | undefined;
   delayMs = 0;
   private index = 0;
 
@@ -188,7 +223,8 @@ export class ScriptedBroker {
     const headers: Record<string, string> = { Authorization: `Bearer ${this.current}` };
     if (this.apiKey) headers["x-api-key"] = this.apiKey;
     const expiresAt = new Date(Date.now() + this.expiresIn * 1000).toISOString().replace(/\.\d+Z$/, "Z");
-    json(response, 200, { headers, expiresAt, expiresIn: this.expiresIn }, { "Cache-Control": "no-store" });
+    const killbBaseUrl = this.killbBaseUrl === undefined ? {} : { killbBaseUrl: this.killbBaseUrl };
+    json(response, 200, { headers, expiresAt, expiresIn: this.expiresIn, ...killbBaseUrl }, { "Cache-Control": "no-store" });
   }
 }
 

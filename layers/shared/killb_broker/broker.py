@@ -18,7 +18,7 @@ from killb_broker.errors import InvalidRequest, TokenUnavailable
 from killb_broker.observability import metrics
 from killb_broker.refresher_invoke import Refresher
 from killb_broker.token_source import TokenSource
-from killb_broker.tokens import TokenState
+from killb_broker.tokens import TokenState, is_fingerprint
 
 __all__ = [
     "AUDIT_MESSAGE",
@@ -37,9 +37,10 @@ DEFAULT_MIN_TTL = 300
 MAX_MIN_TTL = 1800
 QUERY_PARAMETERS = frozenset({"minTtl", "rejected"})
 
-# /v1/health's status for each state of the token in hand against the default minTtl: "ok",
-# a request with the default minTtl gets it as it is; "refreshing", still valid, but such a
-# request would make the broker refresh it first; "expired", no request gets it.
+# /v1/health's status for each state of the token in hand against the default minTtl, the
+# state that decides whether a request is served it (AccessToken.lasts): "ok", a request with
+# the default minTtl gets it as it is; "refreshing", still valid, but such a request would make
+# the broker refresh it first; "expired", no request gets it.
 HEALTH_STATUS = {
     TokenState.FRESH: "ok",
     TokenState.STALE: "refreshing",
@@ -88,9 +89,7 @@ def parse_query(query: Mapping[str, Sequence[str]]) -> AuthHeadersQuery:
             )
         min_ttl = int(raw)
     rejected = _one_value(query, "rejected")
-    if rejected is not None and not (
-        len(rejected) == 12 and all(c in "0123456789abcdef" for c in rejected)
-    ):
+    if rejected is not None and not is_fingerprint(rejected):
         raise InvalidRequest("rejected must be a token fingerprint: 12 lowercase hex digits")
     return AuthHeadersQuery(min_ttl, rejected)
 
@@ -137,25 +136,32 @@ class Broker:
             headers["x-api-key"] = token.api_key
         expires_at = rfc3339(token.expires_at)
         audit.token_fingerprint, audit.expires_at = token.fingerprint, expires_at
-        return {
+        answer: dict[str, Any] = {
             "headers": headers,
             "expiresAt": expires_at,
             "expiresIn": token.seconds_left(self.token_source.now()),
         }
+        # Where the token is good (the refresher's KILLB_BASE_URL); a token published by an
+        # older refresher does not say, and is served without it.
+        if token.base_url:
+            answer["killbBaseUrl"] = token.base_url
+        return answer
 
     def health(self, caller_arn: str | None, audit: AuditRecord) -> dict[str, Any]:
         """GET /v1/health: the state of the token in hand, without the token.
 
         "missing" when no usable token can be read now (none stored, a malformed or implausible
-        one, or Secrets Manager failing); else HEALTH_STATUS of its state.
+        one, or Secrets Manager failing); else HEALTH_STATUS of its state. checkedAt: when KillB
+        last confirmed the token in hand, null when unknown.
         """
         self._admit(caller_arn, audit)
         token = self.token_source.current()
         if token is None:
-            return {"status": "missing", "expiresAt": None, "expiresIn": None}
+            return {"status": "missing", "expiresAt": None, "expiresIn": None, "checkedAt": None}
         now = self.token_source.now()
         return {
             "status": HEALTH_STATUS[token.state(now, DEFAULT_MIN_TTL)],
             "expiresAt": rfc3339(token.expires_at),
             "expiresIn": max(token.seconds_left(now), 0),
+            "checkedAt": None if token.checked_at is None else rfc3339(token.checked_at),
         }

@@ -7,6 +7,7 @@ os.environ. Plain dataclasses: no validation library, to keep the cold start sho
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -17,6 +18,10 @@ LOOPBACK_NAMES = frozenset({"localhost"})
 # The host machine as Docker Desktop (and `--add-host host.docker.internal:host-gateway`) names
 # it from inside a container: where a local KillB listens when `sam local` runs the functions.
 DOCKER_HOST_NAME = "host.docker.internal"
+DEFAULT_STACK_NAME = "killb-broker"
+STACK_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
+# An AWS region name: us-east-1, eu-west-1, ap-southeast-2, us-gov-west-1, cn-north-1.
+REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 
 
 def is_sam_local(environ: Mapping[str, str]) -> bool:
@@ -72,6 +77,27 @@ def is_iam_arn(arn: str) -> bool:
     )
 
 
+# A function name, with an optional version or alias, or a function ARN (a replica stack's broker
+# names the primary's refresher by its ARN, in another region).
+_FUNCTION_NAME = r"[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?"
+_FUNCTION = re.compile(
+    rf"(?:arn:aws[a-z-]*:lambda:(?P<region>[a-z]{{2}}(?:-[a-z]+)+-\d+):\d{{12}}:function:)?"
+    rf"{_FUNCTION_NAME}"
+)
+
+
+def function_region(function: str) -> str | None:
+    """The region of a Lambda function ARN; None for a plain name (the function's own region).
+    ValueError for anything that is neither."""
+    match = _FUNCTION.fullmatch(function)
+    if match is None:
+        raise ValueError(
+            "must be a Lambda function name or a function ARN "
+            "(arn:aws:lambda:REGION:ACCOUNT:function:NAME)"
+        )
+    return match["region"]
+
+
 def _required(environ: Mapping[str, str], name: str) -> str:
     value = environ.get(name, "").strip()
     if not value:
@@ -101,6 +127,13 @@ class RefresherConfig:
     refresh_window_seconds: int
     login_backoff_seconds: int
     killb_timeout_seconds: int
+    # How long a token may go without KillB confirming it (GET /api/v2/auth/me); 0: never asked.
+    token_check_seconds: int = 1800
+    # The stack's name, in the detail of every event the refresher puts on EventBridge.
+    stack_name: str = DEFAULT_STACK_NAME
+    # The regions the secrets replicate to (a primary stack's ReplicaRegions): before it calls
+    # KillB, the refresher checks that none of them was promoted to primary.
+    replica_regions: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> RefresherConfig:
@@ -119,13 +152,40 @@ class RefresherConfig:
             refresh_window_seconds=_seconds(environ, "REFRESH_WINDOW_SECONDS", 1800, 60, 3300),
             login_backoff_seconds=_seconds(environ, "LOGIN_BACKOFF_SECONDS", 900, 0, 86400),
             killb_timeout_seconds=_seconds(environ, "KILLB_TIMEOUT_SECONDS", 10, 1, 60),
+            token_check_seconds=_seconds(environ, "TOKEN_CHECK_SECONDS", 1800, 0, 86400),
+            stack_name=_stack_name(environ),
+            replica_regions=_regions(environ, "REPLICA_REGIONS"),
         )
+
+
+def _regions(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of AWS region names (us-east-1, eu-west-1, ...); empty: none."""
+    regions = tuple(part.strip() for part in environ.get(name, "").split(",") if part.strip())
+    for region in regions:
+        if not REGION_PATTERN.fullmatch(region):
+            raise ConfigurationError(name, "must be comma-separated AWS region names")
+    return regions
+
+
+def _stack_name(environ: Mapping[str, str]) -> str:
+    """STACK_NAME as CloudFormation allows it: a letter, then letters, digits and hyphens."""
+    value = environ.get("STACK_NAME", "").strip()
+    if not value:
+        return DEFAULT_STACK_NAME
+    if not STACK_NAME_PATTERN.fullmatch(value):
+        raise ConfigurationError(
+            "STACK_NAME", "must be a stack name: a letter, then letters, digits or hyphens"
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     access_token_secret_id: str
+    # A name or an ARN; unset: no on-demand refresh.
     refresher_function_name: str | None = None
+    # The refresher's region when REFRESHER_FUNCTION_NAME is an ARN (maybe another region's).
+    refresher_region: str | None = None
     allowed_principals: tuple[str, ...] = ()
     # The caller's identity for requests that carry none: `sam local start-api` cannot emulate
     # AWS_IAM. Only ever set under sam local (AWS_SAM_LOCAL=true), never where Lambda runs.
@@ -151,10 +211,41 @@ class BrokerConfig:
                 "LOCAL_CALLER_ARN",
                 "must be an IAM ARN (arn:aws:iam::ACCOUNT:... or arn:aws:sts::...)",
             )
+        refresher = environ.get("REFRESHER_FUNCTION_NAME", "").strip() or None
+        try:
+            refresher_region = function_region(refresher) if refresher else None
+        except ValueError as error:
+            raise ConfigurationError("REFRESHER_FUNCTION_NAME", str(error)) from None
         return cls(
             access_token_secret_id=_required(environ, "ACCESS_TOKEN_SECRET_ID"),
-            refresher_function_name=environ.get("REFRESHER_FUNCTION_NAME", "").strip() or None,
+            refresher_function_name=refresher,
+            refresher_region=refresher_region,
             allowed_principals=principals,
             local_caller_arn=local_caller_arn,
             ignored_variables=ignored,
         )
+
+    @classmethod
+    def at_cold_start(cls, environ: Mapping[str, str]) -> BrokerConfig:
+        """from_env, with the cold start's log lines: one error naming a missing or malformed
+        variable (then the ConfigurationError stops the function), one warning for each
+        variable that is set but ignored."""
+        # Imported here, not with the module: reading settings must not create the functions'
+        # Logger (tools that only parse a URL, as the local servers do, would fix its service
+        # name and output before the functions' environment is set).
+        from killb_broker.observability import logger  # noqa: PLC0415
+
+        try:
+            config = cls.from_env(environ)
+        except ConfigurationError as error:
+            logger.error(
+                f"broker configuration is invalid: {error}", extra={"variable": error.variable}
+            )
+            raise
+        for variable in config.ignored_variables:
+            logger.warning(
+                f"{variable} is set but ignored: it applies only under sam local "
+                "(AWS_SAM_LOCAL=true)",
+                extra={"variable": variable},
+            )
+        return config

@@ -14,7 +14,9 @@ BrokerError
 │   └── StoreUnavailable      throttled, 5xx, no connection, a timeout: try again soon
 ├── TokenUnavailable          the broker has no token valid long enough: 503 BROKER.0003
 ├── InvalidRequest            a request the broker API does not accept: 400 BROKER.0001
-└── CallerNotAllowed          no IAM caller identity, or not in ALLOWED_PRINCIPALS: 403 BROKER.0002
+├── CallerNotAllowed          no IAM caller identity, or not in ALLOWED_PRINCIPALS: 403 BROKER.0002
+├── NoSuchRoute               a path the broker API does not have: 404 BROKER.0004
+└── MethodNotAllowed          a known path asked with another method: 405 BROKER.0005
 
 The broker answers any StoreError as 503 BROKER.0003 (with Retry-After), and anything not
 listed here as 500 BROKER.0000.
@@ -101,11 +103,16 @@ class StoreUnavailable(StoreError):
 
 
 class TokenUnavailable(BrokerError):
-    """No access token valid for the caller's minTtl can be had now."""
+    """No access token valid for the caller's minTtl can be had now.
 
-    def __init__(self, reason: str, *, retry_after: int) -> None:
+    The reason is for the log; explanation, when given, is safe to tell the caller (it names a
+    setting, never a secret's name or value).
+    """
+
+    def __init__(self, reason: str, *, retry_after: int, explanation: str | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.explanation = explanation
 
 
 class InvalidRequest(BrokerError):
@@ -114,3 +121,15 @@ class InvalidRequest(BrokerError):
 
 class CallerNotAllowed(BrokerError):
     """No IAM caller identity, or a caller that ALLOWED_PRINCIPALS does not name (403)."""
+
+
+class NoSuchRoute(BrokerError):
+    """A path the broker API does not have (404)."""
+
+
+class MethodNotAllowed(BrokerError):
+    """A known path asked with a method it does not take (405); allowed names the one it takes."""
+
+    def __init__(self, allowed: str) -> None:
+        super().__init__("method not allowed")
+        self.allowed = allowed

@@ -1,5 +1,6 @@
-"""KillB's auth API over HTTP: log in, refresh, log out, and turn every answer into a TokenSet or
-one of the project's errors. Knows nothing of AWS; the only module that imports requests.
+"""KillB's auth API over HTTP: log in, refresh, log out, ask whether a token is still good, and
+turn every answer into a TokenSet (or the token's claims) or one of the project's errors. Knows
+nothing of AWS; the only module that imports requests.
 
 Every call goes through one retry loop, `KillBAuthClient._send`, which a reader can follow top to
 bottom: one attempt (`_attempt`), what the answer means (`_read_*`), and the pause before the next
@@ -39,9 +40,12 @@ from killb_broker.tokens import TokenSet, fingerprint, is_visible_ascii
 LOGIN_PATH = "/api/v2/auth/login"
 REFRESH_PATH = "/api/v2/auth/refresh"
 LOGOUT_PATH = "/api/v2/auth/logout"
+ME_PATH = "/api/v2/auth/me"
 USER_AGENT = f"killb-credential-broker/{__version__}"
 
 INVALID_CREDENTIALS = "AUTH.0001"
+# KillB's codes for a token it refuses: expired, invalid (revoked, unknown).
+TOKEN_REFUSED_CODES = frozenset({"AUTH.0002", "AUTH.0003"})
 # A longer expiresIn is not believed (a KillB bug, a proxy's rewrite): read as 24 hours.
 MAX_EXPIRES_IN_MS = 86_400_000
 
@@ -74,8 +78,8 @@ class _Failure(StrEnum):
 
 
 class KillBAuthClient:
-    """Logs in to KillB, refreshes and logs out its sessions, with timeouts, one bounded retry
-    loop and typed errors.
+    """Logs in to KillB, refreshes, checks and logs out its sessions, with timeouts, one bounded
+    retry loop and typed errors.
 
     One call makes at most 1 + max_retries attempts. Retried: 5xx, 429, a timeout, a refused or
     dropped connection, and an answer that is not the JSON KillB documents. The pause before a
@@ -101,12 +105,13 @@ class KillBAuthClient:
         backoff_factor: float = 0.5,
         deadline: float = 60.0,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         allow_docker_host: bool = False,
     ) -> None:
         """timeout is both the connect and the read timeout of each attempt. An empty api_key
         means none; one an HTTP header cannot carry is a ValueError naming the field only.
-        allow_docker_host: base_url may be http://host.docker.internal:PORT (under sam local)."""
+        allow_docker_host: base_url may be http://host.docker.internal:PORT (under sam local).
+        sleep: how retry waits are waited; by default time.sleep, looked up at each wait."""
         if api_key and not is_visible_ascii(api_key):
             raise ValueError("apiKey: holds characters an HTTP header cannot carry")
         self.base_url = secure_base_url(base_url, allow_docker_host=allow_docker_host)
@@ -116,7 +121,7 @@ class KillBAuthClient:
         self.backoff_factor = backoff_factor
         self.deadline = deadline
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep or _wait
         self._session = requests.Session()
         adapter = HTTPAdapter(max_retries=0)  # the loop in _send is the only one
         self._session.mount("https://", adapter)
@@ -165,13 +170,29 @@ class KillBAuthClient:
         TokenRejected when KillB refuses the token (401/403: already revoked, expired or
         unknown), KillBError for another refusal, KillBUnavailable when KillB gives no answer.
         """
+        headers = self._bearer("logout", access_token)
+        self._send("logout", LOGOUT_PATH, self._read_logout, headers=headers, about=access_token)
+
+    def me(self, access_token: str) -> dict[str, Any]:
+        """The token's claims as KillB reads them (id, email, customerId, iat, exp...): KillB
+        still accepts the token.
+
+        TokenRejected when KillB refuses the token (401, AUTH.0002, AUTH.0003), KillBError for
+        another refusal, KillBUnavailable when KillB gives no usable answer (after the retries).
+        """
+        headers = self._bearer("me", access_token)
+        return self._send(
+            "me", ME_PATH, self._read_claims, method="GET", headers=headers, about=access_token
+        )
+
+    def _bearer(self, endpoint: str, access_token: str) -> dict[str, str]:
+        """The Authorization header for a call made with an access token."""
         if not is_visible_ascii(access_token):
             # Stored tokens are checked on the way in; this keeps a bad one out of a header.
             error = TokenRejected("the access token cannot be sent in a header: not sent")
-            self._log("logout", time.monotonic(), 0, None, None, error=error)
+            self._log(endpoint, time.monotonic(), 0, None, None, error=error)
             raise error
-        headers = {"Authorization": f"Bearer {access_token}"}
-        self._send("logout", LOGOUT_PATH, self._read_logout, headers=headers, about=access_token)
+        return {"Authorization": f"Bearer {access_token}"}
 
     # The one retry loop
 
@@ -181,6 +202,7 @@ class KillBAuthClient:
         path: str,
         read: Callable[[str, requests.Response, float], T],
         *,
+        method: str = "POST",
         body: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         about: str | None = None,
@@ -191,7 +213,7 @@ class KillBAuthClient:
         attempts = 0
         while True:
             attempts += 1
-            answer = self._attempt(path, body, headers)
+            answer = self._attempt(method, path, body, headers)
             status = answer.status_code if isinstance(answer, requests.Response) else None
             if isinstance(answer, _Failure):
                 error: KillBError = KillBUnavailable(f"KillB {endpoint} {answer}")
@@ -216,10 +238,11 @@ class KillBAuthClient:
             self._sleep(pause)
 
     def _attempt(
-        self, path: str, body: dict[str, str] | None, headers: dict[str, str] | None
+        self, method: str, path: str, body: dict[str, str] | None, headers: dict[str, str] | None
     ) -> requests.Response | _Failure:
         try:
-            return self._session.post(
+            return self._session.request(
+                method,
                 self.base_url + path,
                 data=json.dumps(body) if body is not None else None,
                 headers=headers,
@@ -289,6 +312,17 @@ class KillBAuthClient:
     def _read_logout(self, endpoint: str, response: requests.Response, answered_at: float) -> None:
         _raise_unless_success(endpoint, response, answered_at)  # the body says nothing more
 
+    def _read_claims(
+        self, endpoint: str, response: requests.Response, answered_at: float
+    ) -> dict[str, Any]:
+        _raise_unless_success(endpoint, response, answered_at)
+        claims = _json_object(response)
+        if claims is None:
+            raise UnexpectedResponse(
+                "KillB's answer is not the claims JSON it documents", status=response.status_code
+            )
+        return claims
+
     def _log(
         self,
         endpoint: str,
@@ -313,6 +347,10 @@ class KillBAuthClient:
             # The error's message is ours: status and errorCode only, never KillB's text.
             fields |= {"error": type(error).__name__, "error_message": str(error)}
             logger.warning("KillB call failed", extra=fields)
+
+
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def _raise_unless_success(endpoint: str, response: requests.Response, answered_at: float) -> None:
@@ -354,7 +392,14 @@ def _refusal(endpoint: str, status: int, error_code: str | None) -> KillBError:
         return TokenRejected(
             "KillB refused the refresh token", status=status, error_code=error_code
         )
-    if status in (401, 403):
+    # At the token check only a refusal of the token itself counts: a 403 for the API key
+    # (AUTH.0004) says nothing of the token.
+    token_refused = (
+        status == 401 or error_code in TOKEN_REFUSED_CODES
+        if endpoint == "me"
+        else status in (401, 403)
+    )
+    if token_refused:
         return TokenRejected("KillB refused the access token", status=status, error_code=error_code)
     return KillBError(f"KillB refused the {endpoint}", status=status, error_code=error_code)
 

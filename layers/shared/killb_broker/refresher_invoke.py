@@ -1,12 +1,15 @@
 """The broker's one call to the refresher function: run it now, synchronously, to force a refresh
-(of a token a caller reported as rejected, or of one too short for its minTtl)."""
+(of a token a caller reported as rejected, or of one too short for its minTtl), with the Lambda
+client's settings that call needs."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from killb_broker.observability import logger
@@ -33,30 +36,41 @@ class FunctionInvoker(Protocol):
     ) -> Mapping[str, Any]: ...
 
 
+def lambda_client(region: str | None = None) -> FunctionInvoker:
+    """A Lambda client for the refresher's region (None: this function's own region)."""
+    return boto3.client(
+        "lambda",
+        region_name=region,
+        config=Config(
+            connect_timeout=2,
+            # The broker has 29 s (API Gateway's limit). A refresh is one KillB call; a
+            # refresher still busy after 20 s is fighting KillB, and the caller is better served
+            # by a 503 with Retry-After than by a gateway timeout. The run goes on.
+            read_timeout=20,
+            # No retries: a retried invoke is a second refresh, and a throttled one means the
+            # refresher is already running; either way the broker reads the secret again.
+            retries={"mode": "standard", "total_max_attempts": 1},
+        ),
+    )
+
+
 class Refresher:
     """The refresher function, run once synchronously to force a refresh."""
 
     def __init__(
-        self,
-        client: FunctionInvoker | None,
-        function_name: str,
-        *,
-        connect: Callable[[], FunctionInvoker] | None = None,
+        self, client: FunctionInvoker | None, function_name: str, *, region: str | None = None
     ) -> None:
-        """A client, or `connect` to build one on the first invoke: most containers never
-        invoke, and a Lambda client costs its service model's load at cold start."""
-        if client is None and connect is None:
-            raise ValueError("Refresher needs a client or a way to build one")
+        """The function by name or ARN, with a client, or None to build one for `region` (the
+        region of an ARN naming another region's refresher) on the first invoke: most
+        containers never invoke, and a Lambda client costs its service model's load."""
         self._client = client
-        self._connect = connect
         self.function_name = function_name
+        self.region = region
 
     @property
     def client(self) -> FunctionInvoker:
         if self._client is None:
-            if self._connect is None:  # pragma: no cover - __init__ requires one of the two
-                raise ValueError("Refresher needs a client or a way to build one")
-            self._client = self._connect()
+            self._client = lambda_client(self.region)
         return self._client
 
     @client.setter

@@ -1,5 +1,5 @@
 """Where the broker's access token comes from: memory while young and long enough, else the
-access-token secret (read through the store), else one on-demand run of the refresher."""
+access-token secret (killb_broker.store reads it), else one on-demand run of the refresher."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TypeIs
 from killb_broker.errors import StoreError, StoreUnavailable, TokenUnavailable
 from killb_broker.observability import logger
 from killb_broker.refresher_invoke import Refresher
-from killb_broker.secrets_manager import SecretReader, read_access_token
+from killb_broker.store import SecretReader, read_access_token
 from killb_broker.tokens import AccessToken
 
 # A warm container trusts its copy of the secret for at most this long. A container then reads
@@ -26,6 +26,11 @@ RETRY_AFTER_REFRESH_ATTEMPTED = 5
 # missing or unreadable): only the schedule or an operator fixes that, and quicker retries
 # would only cost Secrets Manager reads.
 RETRY_AFTER_NOTHING_TO_DO = 30
+# Told to the caller of such a 503: why waiting is all it can do.
+NO_REFRESHER = (
+    "no refresher is configured (REFRESHER_FUNCTION_NAME is empty): the token is replaced only "
+    "by the schedule"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +78,9 @@ class TokenSource:
         return reading.token
 
     def lasting(self, min_ttl: int, rejected: str | None = None) -> AccessToken:
-        """A token with at least min_ttl seconds left and not the fingerprint `rejected` (one a
-        caller reported KillB refused), or TokenUnavailable saying when to retry."""
+        """A token with more than min_ttl seconds left (AccessToken.lasts) and not the
+        fingerprint `rejected` (one a caller reported KillB refused), or TokenUnavailable saying
+        when to retry."""
         if rejected is None:
             reading = self._young_reading()
             if reading is not None and self._serves(reading.token, min_ttl, None):
@@ -84,14 +90,15 @@ class TokenSource:
             token = self._read().token
             if self._serves(token, min_ttl, rejected):
                 return token
+            in_hand_rejected = token is not None and token.fingerprint == rejected
             if self.refresher is None:
                 raise TokenUnavailable(
-                    f"no token lasts {min_ttl} s and no refresher is configured"
-                    if rejected is None or token is None or token.fingerprint != rejected
-                    else "the token in hand was reported rejected and no refresher is configured",
+                    "the token in hand was reported rejected"
+                    if in_hand_rejected
+                    else f"no token lasts more than {min_ttl} s",
                     retry_after=RETRY_AFTER_NOTHING_TO_DO,
+                    explanation=NO_REFRESHER,
                 )
-            in_hand_rejected = token is not None and token.fingerprint == rejected
             self.refresher.force_refresh(rejected if in_hand_rejected else None)
             token = self._read().token
         except StoreError as error:
@@ -104,7 +111,7 @@ class TokenSource:
         if self._serves(token, min_ttl, rejected):
             return token
         raise TokenUnavailable(
-            f"no token lasts {min_ttl} s after invoking the refresher",
+            f"no token lasts more than {min_ttl} s after invoking the refresher",
             retry_after=RETRY_AFTER_REFRESH_ATTEMPTED,
         )
 

@@ -6,7 +6,6 @@ Secret fields are excluded from repr, so a value can be logged or shown in a tra
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeIs
@@ -39,8 +38,9 @@ class TokenState(StrEnum):
     """google-auth's three states of a token, measured against a window of seconds.
 
     The one vocabulary of freshness: the refresher measures against its refresh window (stale:
-    refresh it now), the broker against minTtl (stale: too short for this caller, so read
-    again and refresh on demand) and /v1/health against the default minTtl.
+    refresh it now), the broker against minTtl (only a fresh token is handed out; a stale one is
+    too short for this caller, so read again and refresh on demand) and /v1/health against the
+    default minTtl (fresh: "ok", stale: "refreshing", invalid: "expired").
     """
 
     FRESH = "fresh"  # more than the window left: use it as it is
@@ -98,13 +98,11 @@ class AccessToken:
         return TokenState.of(self.seconds_left(now), window)
 
     def lasts(self, min_ttl: int, now: float) -> bool:
-        """Valid for min_ttl more whole seconds: the broker may hand it to a caller asking so.
-
-        That is FRESH against a window of min_ttl, or exactly min_ttl left (a caller asking for
-        300 s may have a token with 300 s left); and at least one second, so that minTtl=0
-        never hands out a token about to expire.
-        """
-        return self.seconds_left(now) >= max(min_ttl, 1)
+        """FRESH against a window of min_ttl: more than min_ttl whole seconds left. The broker's
+        one rule for handing the token to a caller asking for min_ttl, and /v1/health's "ok" at
+        the default minTtl, so that "ok" means a default request is served this token as it is.
+        (minTtl=0 thus still needs a whole second left.)"""
+        return self.state(now, min_ttl) is TokenState.FRESH
 
     def is_plausible(self, now: float) -> bool:
         """An expiry KillB could have given: not before 1970, at most MAX_TOKEN_LIFETIME ahead."""
@@ -125,48 +123,6 @@ class AccessToken:
             api_key=api_key,
             base_url=base_url,
             checked_at=checked_at,
-        )
-
-    def to_secret_string(self) -> str:
-        """The access-token secret's JSON: the token, its expiry, the API key if there is one,
-        the KillB API root and when KillB last confirmed the token, when known."""
-        value: dict[str, str | int] = {"accessToken": self.token, "expiresAt": self.expires_at}
-        if self.api_key:
-            value["apiKey"] = self.api_key
-        if self.base_url:
-            value["baseUrl"] = self.base_url
-        if self.checked_at is not None:
-            value["checkedAt"] = self.checked_at
-        return json.dumps(value, separators=(",", ":"))
-
-    @classmethod
-    def from_secret_string(cls, secret_string: str | None) -> AccessToken | None:
-        """The token in the access-token secret, or None for a placeholder or malformed value.
-
-        A token or API key that a header cannot carry as it is (empty, padded, CR, LF, NUL,
-        non-ASCII) is malformed: serving it would let a naive caller inject a header.
-        """
-        try:
-            value = json.loads(secret_string or "")
-        except ValueError:
-            return None
-        if not isinstance(value, dict):
-            return None
-        token, expires_at, api_key = (value.get(k) for k in ("accessToken", "expiresAt", "apiKey"))
-        if not is_visible_ascii(token) or type(expires_at) is not int:
-            return None
-        if api_key is not None and api_key != "" and not is_visible_ascii(api_key):
-            return None
-        # Not secret, and optional (a value written by an older refresher has neither): one that
-        # is malformed is dropped, never a reason to refuse the token.
-        base_url = value.get("baseUrl")
-        checked_at = value.get("checkedAt")
-        return cls(
-            token=token,
-            expires_at=expires_at,
-            api_key=api_key or None,
-            base_url=base_url if is_visible_ascii(base_url) else None,
-            checked_at=checked_at if type(checked_at) is int and checked_at >= 0 else None,
         )
 
 

@@ -74,15 +74,21 @@ export async function answerAll(questions) {
   return answers
 }
 
-// docs/iam-answers.md: | id | question | default | private | local |
+// docs/iam-answers.md: | id | question | default | private | local | primary | replica | promoted |
+// (the header row names the configurations, in the order of their columns)
 export function expectedAnswers(markdown) {
   const rows = {}
+  let columns = []
   for (const line of markdown.split('\n')) {
     const cells = line.split('|').map((cell) => cell.trim())
-    if (cells.length < 7 || !/^`[a-z0-9-]+`$/.test(cells[1])) {
+    if (cells[1] === 'id' && cells[2] === 'question') {
+      columns = cells.slice(3, -1)
       continue
     }
-    rows[cells[1].slice(1, -1)] = { default: cells[3], private: cells[4], local: cells[5] }
+    if (columns.length === 0 || !/^`[a-z0-9-]+`$/.test(cells[1] ?? '')) {
+      continue
+    }
+    rows[cells[1].slice(1, -1)] = Object.fromEntries(columns.map((name, index) => [name, cells[3 + index]]))
   }
   return rows
 }

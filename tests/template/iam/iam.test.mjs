@@ -17,13 +17,15 @@ function differences(answers, wanted) {
   return Object.keys(wanted).filter((id) => answers[id] !== wanted[id])
 }
 
+const CONFIGURATIONS = ['default', 'private', 'local', 'primary', 'replica', 'promoted']
+
 test('the table and the questions asked are the same list', () => {
-  for (const configuration of ['default', 'private', 'local']) {
+  for (const configuration of CONFIGURATIONS) {
     assert.deepEqual(Object.keys(questions[configuration]).sort(), Object.keys(expected).sort())
   }
 })
 
-for (const configuration of ['default', 'private', 'local']) {
+for (const configuration of CONFIGURATIONS) {
   test(`every answer for the ${configuration} parameters is the table's`, async () => {
     const answers = await answerAll(questions[configuration])
 
@@ -41,6 +43,32 @@ test('naming the developers\' roles changes only the developers\' answers', asyn
   assert.ok(changed.length > 0)
   assert.deepEqual(changed.filter((id) => !/^(broker|refresher)-developer-/.test(id)), [])
   assert.deepEqual(changed.filter((id) => local[id] !== 'yes'), [])
+})
+
+test('a multi-Region primary answers as a single-Region stack, but for its replica Region', async () => {
+  // Given the default stack and a primary that replicates its secrets to one Region
+  const defaults = await answerAll(questions.default)
+  const primary = await answerAll(questions.primary)
+
+  // Then only replicating there, and the refresher's fixed name, change an answer
+  assert.deepEqual(differences(primary, defaults).sort(), [
+    'admin-replicates-credentials-to-the-replica-region',
+    'broker-invokes-the-primary-regions-refresher'
+  ])
+})
+
+test('promoting a replica stack changes only which refresher its broker invokes', async () => {
+  // Given a replica stack before and after promotion
+  const replica = await answerAll(questions.replica)
+  const promoted = await answerAll(questions.promoted)
+
+  // Then its broker invokes its own refresher instead of the primary's, and nothing else moves
+  assert.deepEqual(differences(promoted, replica).sort(), [
+    'broker-invokes-refresher',
+    'broker-invokes-the-primary-regions-refresher'
+  ])
+  assert.equal(promoted['broker-invokes-refresher'], 'yes')
+  assert.equal(promoted['broker-invokes-the-primary-regions-refresher'], 'no')
 })
 
 test('a deliberately widened broker policy turns its answer red', async () => {

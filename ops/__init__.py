@@ -1,0 +1,1 @@
+"""Operator commands that ship with the stack (docs/deploy.md): `python -m ops.<command>`."""
