@@ -4,6 +4,7 @@ it (headers, the body's length and digest, its framing) and answers from a few f
 GET  /fixed   a small fixed JSON answer (the benchmark's upstream)
 GET  /stream  a chunked answer: its first part, then the rest once `release` is set
 GET  /hop     an answer carrying hop-by-hop headers, which must not reach the caller
+GET  /hop-stream  the same headers on a chunked answer (the proxy streams it)
 any  other    200 {"ok": true} after reading the body (Content-Length or chunked)
 """
 
@@ -134,8 +135,8 @@ def _handler_for(upstream: EchoUpstream) -> type[BaseHTTPRequestHandler]:
                     body_sha256=digest,
                 )
             )
-            if self.path == "/stream":
-                self._stream()
+            if self.path in {"/stream", "/hop-stream"}:
+                self._stream(HOP_HEADERS if self.path == "/hop-stream" else {})
                 return
             headers = dict(HOP_HEADERS) if self.path == "/hop" else {}
             headers["X-Kept"] = "1"
@@ -148,15 +149,18 @@ def _handler_for(upstream: EchoUpstream) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def _stream(self) -> None:
+        def _stream(self, extra_headers: dict[str, str]) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("X-Kept", "1")
+            for name, value in extra_headers.items():
+                self.send_header(name, value)
             self.end_headers()
             for part, wait in ((STREAM_FIRST_PART, True), (STREAM_REST, False)):
                 self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
                 self.wfile.flush()
-                if wait:
+                if wait and not extra_headers:
                     upstream.release.wait(timeout=10)
             self.wfile.write(b"0\r\n\r\n")
 

@@ -191,14 +191,15 @@ def test_hop_by_hop_headers_of_the_request_stay_on_the_first_hop(
     assert seen["x-kept"] == "1"
 
 
+@pytest.mark.parametrize("path", ["/hop", "/hop-stream"], ids=["sized", "streamed"])
 def test_hop_by_hop_headers_of_the_answer_stay_on_the_last_hop(
-    upstream: EchoUpstream, broker: ScriptedBroker, proxy: RunningProxy
+    upstream: EchoUpstream, broker: ScriptedBroker, proxy: RunningProxy, path: str
 ) -> None:
-    # Given an upstream whose answer carries hop-by-hop headers
+    # Given an upstream whose answer (small and sized, or chunked) carries hop-by-hop headers
     broker.script(issued_for("kb-token-hop", upstream.base_url))
 
     # When the caller gets that answer through the proxy
-    response = requests.get(f"{proxy.base_url}/hop", timeout=5)
+    response = requests.get(f"{proxy.base_url}{path}", timeout=5)
 
     # Then none of them reach the caller, and the end-to-end ones do
     for name in HOP_HEADERS:

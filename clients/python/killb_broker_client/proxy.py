@@ -175,6 +175,14 @@ async def _stream(prefix: bytes, rest: aiohttp.StreamReader) -> AsyncIterator[by
         yield chunk
 
 
+def answer_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """KillB's answer headers for the caller: without this hop's."""
+    dropped = not_forwarded(headers)
+    return CIMultiDict(
+        (name, value) for name, value in headers.items() if name.lower() not in dropped
+    )
+
+
 def transport_cause(error: BaseException) -> str:
     """What went wrong on the way to KillB, in a few words (never a header or a URL's query)."""
     if isinstance(error, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
@@ -336,21 +344,18 @@ class KillBProxy:
     ) -> web.StreamResponse:
         """KillB's answer back to the caller, without this hop's headers: streamed, or in one
         write when it is known to be small (most KillB answers: one send instead of three)."""
-        dropped = not_forwarded(upstream.headers)
+        headers = answer_headers(upstream.headers)
         length = upstream.content_length
         small = length is not None and length <= CHUNK_SIZE and request.method != "HEAD"
         if already_read is None and small:
             already_read = await self._read_small(upstream)
         if already_read is not None:
-            answer = web.Response(status=upstream.status, reason=upstream.reason, body=already_read)
-            for name, value in upstream.headers.items():
-                if name.lower() not in dropped and name.lower() != "content-length":
-                    answer.headers.add(name, value)
-            return answer
+            headers.popall("Content-Length", None)  # set again for the body as read
+            return web.Response(
+                status=upstream.status, reason=upstream.reason, body=already_read, headers=headers
+            )
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        for name, value in upstream.headers.items():
-            if name.lower() not in dropped:
-                response.headers.add(name, value)
+        response.headers.extend(headers)
         try:
             await response.prepare(request)
             async for chunk in upstream.content.iter_chunked(CHUNK_SIZE):
