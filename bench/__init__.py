@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# The same import roots as the tests (pyproject's pythonpath): the layer, the local stand-ins.
-for folder in (ROOT / "local", ROOT / "layers" / "shared", ROOT):
+# The same import roots as the tests (pyproject's pythonpath): the layer, the caller client, the
+# local stand-ins.
+for folder in (ROOT / "local", ROOT / "layers" / "shared", ROOT / "clients" / "python", ROOT):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 # The shared Logger and Metrics read these when first imported.

@@ -9,6 +9,8 @@ for name in (
     "p3_secret_reads",
     "p4_killb_calls",
     "p5_layer_size",
+    "p8_proxy_overhead",
+    "p9_adapter_overhead",
     "simulation",
 ):
     print(f"== bench.{name}", flush=True)

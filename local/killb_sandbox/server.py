@@ -18,19 +18,21 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 LOGIN_PATH = "/api/v2/auth/login"
 REFRESH_PATH = "/api/v2/auth/refresh"
 LOGOUT_PATH = "/api/v2/auth/logout"
 ME_PATH = "/api/v2/auth/me"
 USERS_PATH = "/api/v2/users"
+QUOTATIONS_PATH = "/api/v2/quotations"
 ENDPOINTS = {
     LOGIN_PATH: "login",
     REFRESH_PATH: "refresh",
     LOGOUT_PATH: "logout",
     ME_PATH: "me",
     USERS_PATH: "users",
+    QUOTATIONS_PATH: "quotations",
 }
 
 INVALID_CREDENTIALS = "AUTH.0001"
@@ -38,13 +40,14 @@ TOKEN_EXPIRED = "AUTH.0002"  # noqa: S105 - an error code
 TOKEN_INVALID = "AUTH.0003"  # noqa: S105 - an error code
 INVALID_API_KEY = "AUTH.0004"
 REFRESH_TOKEN_LIFETIME_MS = 24 * 3_600_000
+QUOTATION_RATE = 0.058  # a fixed exchange rate for the quotations the sandbox answers
 
 FAKE_USERS = (
     {"id": "usr_0001", "email": "ana@example.test", "name": "Ana Example"},
     {"id": "usr_0002", "email": "luis@example.test", "name": "Luis Example"},
 )
 
-Endpoint = Literal["login", "refresh", "logout", "me", "users", "any"]
+Endpoint = Literal["login", "refresh", "logout", "me", "users", "quotations", "any"]
 
 # Every token any sandbox in this process issued, so a leak check can search logs for them all.
 _EVERY_TOKEN_ISSUED: set[str] = set()
@@ -336,7 +339,11 @@ class KillBSandbox:
     def _wait(self, seconds: float) -> None:
         self._stopping.wait(seconds)
 
-    def _answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> _Answer:
+    def _answer(  # noqa: PLR0911 - one return per route
+        self, method: str, path: str, headers: dict[str, str], body: bytes, query: str = ""
+    ) -> _Answer:
+        if method == "POST" and path == QUOTATIONS_PATH:
+            return self._quotation(headers, body)
         if method == "POST" and path == LOGIN_PATH:
             return self._login(headers, body)
         if method == "POST" and path == REFRESH_PATH:
@@ -346,11 +353,11 @@ class KillBSandbox:
         if method == "GET" and path == ME_PATH:
             return self._me(headers)
         if method == "GET" and path == USERS_PATH:
-            return self._users(headers)
+            return self._users(headers, query)
         return _killb_error(404, "NOT_FOUND.0001", f"Cannot {method} {path}")
 
     def _login(self, headers: dict[str, str], body: bytes) -> _Answer:
-        request = _json_body(body)
+        request = _login_fields(headers, body)
         email, password = request.get("email"), request.get("password")
         if not isinstance(email, str) or not isinstance(password, str):
             return _killb_error(400, "VALIDATION.0001", "email and password must be strings")
@@ -396,11 +403,34 @@ class KillBSandbox:
             return grant
         return _json_answer(200, _claims(grant))
 
-    def _users(self, headers: dict[str, str]) -> _Answer:
+    def _users(self, headers: dict[str, str], query: str = "") -> _Answer:
+        """The users, or those matching the query's fields (GET /api/v2/users?email=...)."""
         grant = self._bearer(headers)
         if isinstance(grant, _Answer):
             return grant
-        return _json_answer(200, {"users": list(FAKE_USERS)})
+        wanted = dict(parse_qsl(query))
+        users = [u for u in FAKE_USERS if all(u.get(k) == v for k, v in wanted.items())]
+        return _json_answer(200, {"users": users})
+
+    def _quotation(self, headers: dict[str, str], body: bytes) -> _Answer:
+        """POST /api/v2/quotations: a quotation for the request's currencies and amount."""
+        grant = self._bearer(headers)
+        if isinstance(grant, _Answer):
+            return grant
+        request = _json_body(body)
+        amount = request.get("amount")
+        if not isinstance(amount, int | float) or isinstance(amount, bool) or amount <= 0:
+            return _killb_error(400, "VALIDATION.0001", "amount must be a positive number")
+        quotation = {
+            "id": f"quo_{secrets.token_hex(6)}",
+            "fromCurrency": request.get("fromCurrency"),
+            "toCurrency": request.get("toCurrency"),
+            "fromAmount": amount,
+            "toAmount": round(amount * QUOTATION_RATE, 2),
+            "rate": QUOTATION_RATE,
+            "expiresAt": int(self.clock()) + 30,
+        }
+        return _json_answer(201, quotation)
 
     def _bearer(self, headers: dict[str, str]) -> _Grant | _Answer:
         """The grant of the request's Bearer access token, or KillB's refusal of it."""
@@ -460,6 +490,13 @@ def _json_body(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _login_fields(headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """The login's fields from JSON, or from a form body (the KillB Python SDK posts a form)."""
+    if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return dict(parse_qsl(body.decode("utf-8", "replace")))
+    return _json_body(body)
 
 
 def _api_key_matches(account: Account, headers: dict[str, str]) -> bool:
@@ -526,7 +563,8 @@ def _handler_for(sandbox: KillBSandbox) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            path = urlsplit(self.path).path
+            target = urlsplit(self.path)
+            path = target.path
             headers = {name.lower(): value for name, value in self.headers.items()}
             sandbox._record(self.command, path, headers, body)
             fault = sandbox._take_fault(path)
@@ -537,7 +575,7 @@ def _handler_for(sandbox: KillBSandbox) -> type[BaseHTTPRequestHandler]:
             if isinstance(fault, Delay):
                 sandbox._wait(fault.seconds)
             answer = (_fault_answer(fault) if fault else None) or sandbox._answer(
-                self.command, path, headers, body
+                self.command, path, headers, body, target.query
             )
             self.send_response(answer.status)
             for name, value in ({"Content-Type": "application/json"} | answer.headers).items():

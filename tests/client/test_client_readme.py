@@ -62,7 +62,7 @@ def test_the_readme_shows_the_commands() -> None:
 
 @pytest.mark.parametrize("argv", cli_invocations(), ids=" ".join)
 def test_each_command_line_shown_parses(argv: list[str]) -> None:
-    assert parser().parse_args(argv).command in {"headers", "health"}
+    assert parser().parse_args(argv).command in {"headers", "health", "proxy"}
 
 
 def client_calls() -> list[ast.Call]:

@@ -88,6 +88,24 @@ def test_the_wheel_holds_the_client_and_its_command_but_not_the_broker(
     assert "killb-broker=killb_broker_client.cli:main" in commands.replace(" ", "")
 
 
+def test_the_wheel_requires_aiohttp_and_offers_the_killb_sdk_extra(
+    built: tuple[Path, set[str], set[str]],
+) -> None:
+    # Given the built wheel's metadata
+    wheel, _before, _after = built
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [name for name in archive.namelist() if name.endswith(".dist-info/METADATA")]
+        requires = [
+            line.removeprefix("Requires-Dist: ")
+            for line in archive.read(metadata).decode().splitlines()
+            if line.startswith("Requires-Dist: ")
+        ]
+
+    # Then the proxy's aiohttp is a plain dependency, and the SDK comes pinned with its extra
+    assert any(line.startswith("aiohttp>=") for line in requires)
+    assert 'killb-sdk-python==1.0.4 ; extra == "killb-sdk"' in requires
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtualenv into which `pip install ./clients/python` put the client and its

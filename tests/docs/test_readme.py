@@ -53,7 +53,7 @@ def test_readme_shows_the_cli() -> None:
 @pytest.mark.parametrize("argv", cli_invocations(), ids=" ".join)
 def test_readme_cli_invocations_parse(argv: list[str]) -> None:
     arguments = parser().parse_args(argv)
-    assert arguments.command in {"headers", "health"}
+    assert arguments.command in {"headers", "health", "proxy"}
 
 
 def python_calls() -> list[ast.Call]:

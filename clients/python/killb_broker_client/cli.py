@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from killb_broker_client import proxy_cli
 from killb_broker_client.auth import (
     MIN_TTL_LIMIT,
     URL_VARIABLE,
@@ -131,6 +132,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=HEALTH_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    proxy_cli.add_parser(commands)
     return cli
 
 
@@ -162,6 +164,13 @@ def render(issued: IssuedHeaders, output_format: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     cli = parser()
     arguments = cli.parse_args(argv)
+    if arguments.command == "proxy":
+        return proxy_cli.run(arguments)
+    return ask_broker(cli, arguments)
+
+
+def ask_broker(cli: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
+    """`headers` and `health`: one call to the broker, its answer on stdout."""
     urls = arguments.broker_urls or [os.environ.get(URL_VARIABLE, "")]
     if not any(url.strip(" ,") for url in urls):
         cli.error(f"--url or ${URL_VARIABLE} is required")
