@@ -102,7 +102,6 @@ def test_a_killb_base_url_over_https_or_to_loopback_is_kept_without_a_trailing_s
 @pytest.mark.parametrize(
     "sent",
     [
-        "http://killb.app",
         "ftp://killb.app",
         "killb.app",
         "https://user:pw@killb.app",
@@ -114,7 +113,6 @@ def test_a_killb_base_url_over_https_or_to_loopback_is_kept_without_a_trailing_s
         ["https://killb.app"],
     ],
     ids=[
-        "plain-http",
         "ftp",
         "no-scheme",
         "user-info",
@@ -141,3 +139,18 @@ def test_a_killb_base_url_no_caller_should_follow_is_an_error_that_does_not_echo
     assert "killbBaseUrl" in str(raised.value)
     assert str(sent) not in str(raised.value) or sent == ""
     assert ACCESS_TOKEN not in str(raised.value)
+
+
+def test_a_plain_http_killb_base_url_beyond_loopback_is_not_used_but_the_headers_are(
+    broker: ScriptedBroker, broker_api: BrokerServer
+) -> None:
+    # Given a broker naming a KillB only a container reaches, over plain http (a refresher under
+    # `sam local` calls http://host.docker.internal:4010)
+    broker.script(issued(killb_base_url="http://host.docker.internal:4010"))
+
+    # When the caller asks for the whole answer
+    answer = BrokerAuth(broker_api.base_url).issued()
+
+    # Then the headers are good, and no KillB URL is given to send them to
+    assert answer.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert answer.killb_base_url is None

@@ -163,7 +163,7 @@ def test_start_api_serves_the_cli_the_stored_token_for_the_local_caller(
         [sys.executable, "-m", "killb_broker_client", "headers", "--api-url", sam_api,
          "--region", REGION],
         cwd=ROOT,
-        env=local_aws.sam_environment(PYTHONPATH=str(ROOT / "layers" / "shared")),
+        env=local_aws.sam_environment(PYTHONPATH=str(ROOT / "clients" / "python")),
         capture_output=True,
         text=True,
         timeout=120,

@@ -426,24 +426,33 @@ class BrokerAuth(AuthBase):
 
 def checked_killb_base_url(value: object, broker_url: str) -> str | None:
     """The broker's killbBaseUrl, without a trailing slash; None when the broker sent none
-    (an older broker). A value that is not an https:// URL (or http:// to loopback) with no
-    user info, query or fragment makes the whole answer an error: headers must never be sent
-    to a KillB the broker did not name clearly. The value is not repeated in the error."""
+    (an older broker), or a plain http:// URL beyond loopback (one only a container can reach,
+    under `sam local`). A value that is not an http(s):// URL with a host and no user info,
+    query or fragment makes the whole answer an error: headers must never be sent to a KillB
+    the broker did not name clearly. The value is not repeated in the error."""
     if value is None:
         return None
     problem = "the broker's killbBaseUrl is not an https:// URL (http:// only to loopback)"
     if not isinstance(value, str) or not VISIBLE_ASCII.fullmatch(value):
         raise BrokerClientError(problem, status=200, url=broker_url)
     parts = urlsplit(value)
-    secure = parts.scheme == "https" or (
-        parts.scheme == "http" and is_loopback(parts.hostname or "")
-    )
-    if not secure or not parts.hostname or parts.username or parts.password:
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise BrokerClientError(problem, status=200, url=broker_url)
+    if parts.username or parts.password:
         raise BrokerClientError(problem, status=200, url=broker_url)
     if parts.query or parts.fragment:
         raise BrokerClientError(
             "the broker's killbBaseUrl carries a query or a fragment", status=200, url=broker_url
         )
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        # A KillB over plain http beyond loopback is one only a container can reach (a refresher
+        # under `sam local` calls http://host.docker.internal): nothing here may send headers
+        # there, but the headers themselves are good. Not used, and said once per answer.
+        logger.warning(
+            "the broker's killbBaseUrl is plain http beyond loopback: not used",
+            extra={"broker": broker_url},
+        )
+        return None
     return value.rstrip("/")
 
 

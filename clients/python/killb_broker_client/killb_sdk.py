@@ -71,7 +71,8 @@ class BrokerApiRequests(ApiRequests):
         issued = self._issued()
         if not issued.killb_base_url:
             raise KillBApiError(
-                "the broker's answer names no killbBaseUrl: its refresher predates it"
+                "the broker's answer names no usable killbBaseUrl (https://, or http:// to "
+                "loopback): its refresher predates it, or names a KillB only it can reach"
             )
         # BrokerAuth took it only as https:// (or http:// to loopback), and checks again each
         # request's destination before putting the headers on it.

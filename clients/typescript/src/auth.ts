@@ -233,7 +233,10 @@ export class BrokerAuth {
     const headers = killbHeadersOf(body);
     const expiresIn = isRecord(body) ? body["expiresIn"] : undefined;
     const expiresAt = isRecord(body) ? body["expiresAt"] : undefined;
-    const killbBaseUrl = isRecord(body) ? body["killbBaseUrl"] : undefined;
+    const namedKillB = isRecord(body) ? body["killbBaseUrl"] : undefined;
+    // A KillB over plain http beyond loopback is one only a container can reach (a refresher
+    // under `sam local` calls http://host.docker.internal): the headers are good, the URL unused.
+    const killbBaseUrl = onlyAContainerReaches(namedKillB) ? undefined : namedKillB;
     if (
       headers === undefined ||
       !Number.isInteger(expiresIn) ||
@@ -285,6 +288,14 @@ function killbHeadersOf(body: unknown): KillBHeaders | undefined {
  * A KillB API root a token may be sent to: https:// (or http:// to loopback), without user
  * info, query or fragment. Anything else makes the answer an error: the client never guesses.
  */
+function onlyAContainerReaches(value: unknown): boolean {
+  if (typeof value !== "string" || !URL.canParse(value)) return false;
+  const url = new URL(value);
+  return (
+    url.protocol === "http:" && !mayCarryCredentials(url) && !url.username && !url.password && !url.search && !url.hash
+  );
+}
+
 function isKillBBaseUrl(value: unknown): value is string {
   if (typeof value !== "string" || !URL.canParse(value)) return false;
   const url = new URL(value);
