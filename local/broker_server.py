@@ -15,16 +15,15 @@ import base64
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -35,6 +34,7 @@ if __name__ == "__main__":
 from botocore.credentials import ReadOnlyCredentials
 from botocore.session import Session as BotocoreSession
 from lambda_runtime import ACCOUNT_ID, REGION, LambdaContext, load_function
+from served_in_thread import ServedInThread
 from sigv4_check import SignatureRefused, SigV4Check
 
 from killb_broker.config import is_loopback
@@ -122,15 +122,7 @@ def _single(values: dict[str, list[str]]) -> dict[str, str] | None:
     return {name: items[-1] for name, items in values.items()} or None
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class _IPv6Server(_Server):
-    address_family = socket.AF_INET6
-
-
-class BrokerServer:
+class BrokerServer(ServedInThread):
     """A running local API: `.base_url` to call, `.stop()` (or `with`) to end it."""
 
     def __init__(
@@ -160,37 +152,10 @@ class BrokerServer:
         # A Lambda container handles one event at a time; so does this stand-in, which keeps
         # handlers that hold per-event state (Powertools' resolver does) honest.
         self._container = threading.Lock()
-        server_class = _IPv6Server if ":" in host else _Server
-        self._httpd = server_class((host, port), self._request_handler_class())
-        shown_host = f"[{host}]" if ":" in host else host
-        self.base_url = f"http://{shown_host}:{self._httpd.server_port}"
-        # A short poll so that stop() returns at once, not after serve_forever's default 0.5 s.
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="local-broker-server",
-            daemon=True,
-        )
-        self._thread.start()
+        super().__init__(host, port, self._request_handler_class(), name="local-broker-server")
 
     def __repr__(self) -> str:
         return f"BrokerServer(base_url={self.base_url!r})"
-
-    def __enter__(self) -> BrokerServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
 
     def signer(
         self, method: str, target: str, pairs: list[tuple[str, str]], body: bytes

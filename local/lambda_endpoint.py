@@ -15,12 +15,12 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from lambda_runtime import LambdaContext
+from served_in_thread import ServedInThread
 
 from killb_broker.config import is_loopback
 
@@ -49,11 +49,7 @@ def function_name_of(target: str) -> str:
     return target
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class LambdaEndpoint:
+class LambdaEndpoint(ServedInThread):
     """Serves `functions` (name -> handler) as Lambda's Invoke API; `.base_url`, `.stop()`."""
 
     def __init__(
@@ -66,34 +62,10 @@ class LambdaEndpoint:
         self._slots = {name: threading.Lock() for name in self._functions}
         self._record = threading.Lock()
         self.invocations: list[Invocation] = []
-        self._httpd = _Server((host, port), self._request_handler_class())
-        self.base_url = f"http://{host}:{self._httpd.server_port}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="local-lambda-endpoint",
-            daemon=True,
-        )
-        self._thread.start()
+        super().__init__(host, port, self._request_handler_class(), name="local-lambda-endpoint")
 
     def __repr__(self) -> str:
         return f"LambdaEndpoint(base_url={self.base_url!r})"
-
-    def __enter__(self) -> LambdaEndpoint:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
 
     def payloads(self, function_name: str) -> list[Any]:
         """The payload of every invoke of that function that ran, oldest first."""
