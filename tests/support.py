@@ -1,9 +1,12 @@
-"""Helpers the tests import: the files in events/, and the functions' handlers loaded as a cold
-start would (local/lambda_runtime.py, shared with the demo and the benchmarks)."""
+"""Helpers the tests import: the files in events/, the functions' handlers loaded as a cold
+start would (local/lambda_runtime.py, shared with the demo and the benchmarks), hooks on the
+handlers' AWS calls, and the Python snippets of the READMEs."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -65,3 +68,33 @@ class SessionHooks:
             if answer is not None:
                 return answer
         return None
+
+
+FENCE = re.compile(r"```(\w*)\n(.*?)```", re.DOTALL)
+
+
+def markdown_blocks(text: str, language: str) -> list[str]:
+    """The bodies of a Markdown document's fenced code blocks in one language ("" for none)."""
+    return [body for lang, body in FENCE.findall(text) if lang == language]
+
+
+def client_calls(snippets: list[str], *, also: frozenset[str] = frozenset()) -> list[ast.Call]:
+    """Every call, in Python snippets, of a name imported from killb_broker_client (or of one of
+    `also`, for snippets that continue an earlier one): what the README drift tests check."""
+    calls = []
+    for body in snippets:
+        tree = ast.parse(body)
+        imported = {
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "killb_broker_client"
+            for alias in node.names
+        }
+        calls += [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in imported | also
+        ]
+    return calls

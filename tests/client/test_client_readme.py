@@ -13,14 +13,13 @@ import pytest
 import killb_broker_client
 from killb_broker_client import BrokerAuth, BrokerClientError
 from killb_broker_client.cli import parser
-from tests.support import ROOT
+from tests.support import ROOT, client_calls, markdown_blocks
 
 README = (ROOT / "clients" / "python" / "README.md").read_text()
-FENCE = re.compile(r"```(\w*)\n(.*?)```", re.DOTALL)
 
 
 def blocks(language: str) -> list[str]:
-    return [body for lang, body in FENCE.findall(README) if lang == language]
+    return markdown_blocks(README, language)
 
 
 def section(title: str) -> str:
@@ -65,27 +64,11 @@ def test_each_command_line_shown_parses(argv: list[str]) -> None:
     assert parser().parse_args(argv).command in {"headers", "health", "proxy"}
 
 
-def client_calls() -> list[ast.Call]:
-    calls = []
-    for body in blocks("python"):
-        tree = ast.parse(body)
-        imported = {
-            alias.asname or alias.name
-            for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.module == "killb_broker_client"
-            for alias in node.names
-        }
-        calls += [
-            node
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in imported | {"BrokerAuth"}
-        ]
-    return calls
+def readme_calls() -> list[ast.Call]:
+    return client_calls(blocks("python"), also=frozenset({"BrokerAuth"}))
 
 
-@pytest.mark.parametrize("call", client_calls(), ids=ast.unparse)
+@pytest.mark.parametrize("call", readme_calls(), ids=ast.unparse)
 def test_each_python_call_shown_matches_the_signature(call: ast.Call) -> None:
     assert isinstance(call.func, ast.Name)
     signature = inspect.signature(getattr(killb_broker_client, call.func.id))

@@ -12,14 +12,13 @@ import pytest
 
 import killb_broker_client
 from killb_broker_client.cli import parser
-from tests.support import ROOT
+from tests.support import ROOT, client_calls, markdown_blocks
 
 README = (ROOT / "README.md").read_text()
-FENCE = re.compile(r"```(\w*)\n(.*?)```", re.DOTALL)
 
 
 def blocks(language: str) -> list[str]:
-    return [body for lang, body in FENCE.findall(README) if lang == language]
+    return markdown_blocks(README, language)
 
 
 def shell_lines() -> list[str]:
@@ -57,23 +56,7 @@ def test_readme_cli_invocations_parse(argv: list[str]) -> None:
 
 
 def python_calls() -> list[ast.Call]:
-    calls = []
-    for body in blocks("python"):
-        tree = ast.parse(body)
-        imported = {
-            alias.asname or alias.name
-            for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.module == "killb_broker_client"
-            for alias in node.names
-        }
-        calls += [
-            node
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in imported
-        ]
-    return calls
+    return client_calls(blocks("python"))
 
 
 def test_readme_python_snippets_use_the_client() -> None:

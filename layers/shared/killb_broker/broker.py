@@ -118,8 +118,9 @@ class Broker:
     ) -> dict[str, Any]:
         """GET /v1/auth-headers: the headers a KillB request needs, valid for minTtl.
 
-        A reported rejected token is never handed out again: the refresher is made to replace
-        it (once; many reports of one token end in one refresh, the refresher sees to that).
+        A request reporting the token in hand as rejected is not given it: the refresher is made
+        to replace it (once; many reports of one token end in one refresh, the refresher sees to
+        that). Other requests get the token in hand until it is replaced.
         """
         self._admit(caller_arn, audit)
         request = parse_query(query)

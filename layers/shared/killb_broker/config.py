@@ -21,7 +21,7 @@ DOCKER_HOST_NAME = "host.docker.internal"
 DEFAULT_STACK_NAME = "killb-broker"
 STACK_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
 # An AWS region name: us-east-1, eu-west-1, ap-southeast-2, us-gov-west-1, cn-north-1.
-REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
+REGION_PATTERN = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d+")
 
 
 def is_sam_local(environ: Mapping[str, str]) -> bool:
@@ -81,7 +81,7 @@ def is_iam_arn(arn: str) -> bool:
 # names the primary's refresher by its ARN, in another region).
 _FUNCTION_NAME = r"[A-Za-z0-9_-]{1,64}(?::(?:\$LATEST|[A-Za-z0-9_-]{1,128}))?"
 _FUNCTION = re.compile(
-    rf"(?:arn:aws[a-z-]*:lambda:(?P<region>[a-z]{{2}}(?:-[a-z]+)+-\d+):\d{{12}}:function:)?"
+    rf"(?:arn:aws[a-z-]*:lambda:(?P<region>{REGION_PATTERN.pattern}):\d{{12}}:function:)?"
     rf"{_FUNCTION_NAME}"
 )
 
